@@ -1,0 +1,145 @@
+"""Check the model's [n] citation markers against the passages it was given.
+
+Small models cite unreliably: they skip markers, invent passage numbers, or cite the wrong one.
+Every marker is checked here after generation; what survives is structured data.
+"""
+
+from __future__ import annotations
+
+import re
+
+from docqa.bm25 import tokenize
+from docqa.chunking import Span, sentence_spans
+from docqa.types import Citation, Passage
+
+# [1]  [1, 2]  [1-3]  [Passage 2]  [Source 1]
+_MARKER = re.compile(r"\s*\[(?:passage|source|doc(?:ument)?)?\s*(\d+(?:\s*(?:,|;|-|–|and)\s*\d+)*)\]", re.I)
+_NUMBER = re.compile(r"\d[\d,]*(?:\.\d+)?")
+_DECLINE = re.compile(
+    r"(documents?|passages?|context|text|sources?|information provided)\s+(?:\w+\s+){0,3}"
+    r"(do(?:es)?\s+not|don't|doesn't)\s+(say|mention|contain|provide|specify|state|include|cover|answer|give)"
+    r"|\bnot\s+(?:explicitly\s+)?(mentioned|provided|stated|specified|given|covered)\b"
+    r"|\bno\s+(?:specific\s+|relevant\s+)?(information|mention|data)\b"
+    r"|\b(cannot|can't|unable to)\s+(answer|find|determine|provide|be determined|reveal|share)"
+    r"|\bnot enough information\b",
+    re.I,
+)
+
+
+def parse_markers(text: str) -> list[int]:
+    """Passage numbers cited in `text`, in order, ranges expanded.
+
+    >>> parse_markers("Up [2]. Down [1, 3] and [4-5].")
+    [2, 1, 3, 4, 5]
+    """
+    out: list[int] = []
+    for m in _MARKER.finditer(text):
+        for a, b in re.findall(r"(\d+)(?:\s*[-–]\s*(\d+))?", m.group(1)):
+            lo, hi = int(a), int(b or a)
+            out.extend(range(lo, min(hi, lo + 20) + 1))
+    return out
+
+
+def strip_markers(text: str) -> str:
+    """>>> strip_markers("It rose [1].")
+    'It rose.'
+    """
+    return _MARKER.sub("", text)
+
+
+def support(sentence: str, passage_text: str) -> float:
+    """Share of the sentence's content words found in the passage; numbers weigh three words.
+
+    >>> support("The rate rose to 60.60% in 2019", "In 2019 the rate was 60.60%")
+    0.875
+    """
+    words = set(tokenize(sentence))
+    if not words:
+        return 0.0
+    found = set(tokenize(passage_text))
+    weight = {w: 3.0 if w[0].isdigit() else 1.0 for w in words}
+    return sum(weight[w] for w in words & found) / sum(weight.values())
+
+
+def split_sentences(text: str) -> list[str]:
+    return [text[s.start : s.end] for s in sentence_spans(text, Span(0, len(text)))]
+
+
+def check_citations(answer: str, passages: list[Passage], min_support: float = 0.5) -> tuple[str, list[Citation]]:
+    """Rewrite the answer's markers so each one points at a passage that supports its sentence.
+
+    For each sentence: markers naming no passage are dropped; a named passage is kept when it
+    supports the sentence at least half as well as the best passage does; a sentence left without
+    a marker gets the passage that best supports it, if that passage covers at least `min_support`
+    of its content words. Returns the answer with markers as "[n]" before the final stop, and the citations in
+    order of first use.
+    """
+    by_n = {p.n: p for p in passages}
+    cited: dict[int, list[str]] = {}
+    out: list[str] = []
+    for sentence in split_sentences(answer):
+        plain = strip_markers(sentence).strip()
+        if not plain:
+            continue
+        claimed = [n for n in dict.fromkeys(parse_markers(sentence)) if n in by_n]
+        scores = {p.n: support(plain, p.chunk.text) for p in passages}
+        best = max(scores, key=lambda n: scores[n]) if scores else None
+        top = scores[best] if best is not None else 0.0
+        # A claimed passage stays if it supports the sentence about as well as the best one does.
+        keep = [n for n in claimed if scores[n] > 0 and scores[n] >= 0.5 * top]
+        if not keep and best is not None and top >= min_support:
+            keep = [best]
+        for n in keep:
+            cited.setdefault(n, []).append(plain)
+        out.append(_with_markers(plain, keep))
+    citations = [Citation(by_n[n], tuple(sents)) for n, sents in cited.items()]
+    return " ".join(out), citations
+
+
+def _with_markers(sentence: str, numbers: list[int]) -> str:
+    """>>> _with_markers("It rose.", [2, 1])
+    'It rose [2][1].'
+    """
+    if not numbers:
+        return sentence
+    marks = "".join(f"[{n}]" for n in numbers)
+    if sentence[-1] in ".!?":
+        return f"{sentence[:-1]} {marks}{sentence[-1]}"
+    return f"{sentence} {marks}"
+
+
+def declined(text: str) -> bool:
+    """True when the model says the passages don't hold the answer.
+
+    >>> declined("The documents do not say.")
+    True
+    >>> declined("The passages do not mention the 2010 rate.")
+    True
+    >>> declined("It rose to 60.60% [1].")
+    False
+    """
+    return bool(_DECLINE.search(text))
+
+
+def numbers(text: str) -> set[str]:
+    """Numbers worth checking: two or more digits, commas dropped.
+
+    >>> sorted(numbers("From 29% in 1995 to 60.60%, 3 times [2]."))
+    ['1995', '29', '60.60']
+    """
+    found = set()
+    for m in _NUMBER.finditer(strip_markers(text)):
+        value = m.group().replace(",", "").rstrip(".")
+        if sum(ch.isdigit() for ch in value) >= 2:
+            found.add(value)
+    return found
+
+
+def unsupported_numbers(answer: str, sources: list[str]) -> set[str]:
+    """Numbers in the answer that appear in none of the sources (passages, question).
+
+    >>> sorted(unsupported_numbers("It was 45% in 2010 [1].", ["In 2010 the rate was 30%."]))
+    ['45']
+    """
+    known = set().union(*(numbers(s) for s in sources)) if sources else set()
+    return numbers(answer) - known

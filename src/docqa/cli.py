@@ -1,0 +1,172 @@
+"""The `docqa` command: a thin layer over the library. Errors become one-line messages here."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from docqa.errors import DocqaError
+from docqa.settings import Settings
+
+
+def settings_options(fn: Callable) -> Callable:
+    """The options every command shares, defined once; each maps onto a Settings field."""
+
+    @click.option("--settings", "settings_file", type=click.Path(dir_okay=False, path_type=Path), envvar="DOCQA_SETTINGS", help="TOML settings file [default: ./docqa.toml if present].")
+    @click.option("--docs", "docs_dir", type=click.Path(path_type=Path), help="Documents folder [env DOCQA_DOCS; default docs/].")
+    @click.option("--index", "index_dir", type=click.Path(path_type=Path), help="Index folder [env DOCQA_INDEX_DIR; default index/].")
+    @click.option("--profile", type=click.Choice(["default", "small"]), help="Bundled generator: default (1.5B) or small (0.5B) [env DOCQA_PROFILE].")
+    @functools.wraps(fn)
+    def wrapper(settings_file: Path | None, docs_dir: Path | None, index_dir: Path | None, profile: str | None, **kwargs: Any):
+        overrides = {"docs_dir": docs_dir, "index_dir": index_dir, "profile": profile}
+        return fn(settings_file=settings_file, overrides=overrides, **kwargs)
+
+    return wrapper
+
+
+def load_settings(settings_file: Path | None, overrides: dict[str, Any]) -> Settings:
+    return Settings.load(settings_file, **overrides)
+
+
+def echo_err(message: str) -> None:
+    click.echo(message, err=True)
+
+
+@click.group()
+@click.version_option(package_name="docqa")
+def cli() -> None:
+    """Answers from a folder of documents, with citations, offline."""
+
+
+@cli.command("index")
+@settings_options
+@click.option("--rebuild", is_flag=True, help="Re-embed everything, ignoring the existing index.")
+@click.option("--wait", "wait_s", type=float, default=0.0, show_default=True, help="Seconds to wait if another indexer holds the lock.")
+def index_cmd(settings_file: Path | None, overrides: dict[str, Any], rebuild: bool, wait_s: float) -> None:
+    """Build or update the index from the documents folder (only changed files are re-embedded)."""
+    from docqa.embeddings import SentenceTransformerEmbedder
+    from docqa.indexer import update_index
+    from docqa.pipeline import apply_runtime_settings
+
+    settings = load_settings(settings_file, overrides)
+    apply_runtime_settings(settings)
+    embedder = SentenceTransformerEmbedder(settings.embed_model)
+    report = update_index(settings, embedder, rebuild=rebuild, lock_wait_s=wait_s, progress=_progress_bar())
+    if report.rebuilt_because:
+        echo_err(f"rebuilt: {report.rebuilt_because}")
+    for problem in report.warnings:
+        echo_err(f"warning: {problem.source}: {problem.reason}")
+    for problem in report.failed:
+        echo_err(f"not indexed: {problem.source}: {problem.reason}")
+    click.echo(("index written: " if report.wrote else "index up to date: ") + report.summary())
+    if report.failed:
+        sys.exit(3)  # the index is usable, but some files are missing from it
+
+
+def _progress_bar():
+    from tqdm import tqdm
+
+    bar = None
+
+    def update(done: int, total: int, message: str) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=total, desc="indexing", unit="file", file=sys.stderr, leave=False)
+        bar.n = done
+        bar.set_postfix_str(message[:40])
+        bar.refresh()
+
+    return update
+
+
+@cli.command("ask")
+@settings_options
+@click.argument("question", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print the answer as one JSON object.")
+@click.option("--batch", type=click.File("r", encoding="utf-8"), help='JSONL file of {"id", "question"} lines ("-" for stdin); writes JSONL answers.')
+@click.option("--top-k", type=int, help="Passages given to the model.")
+def ask_cmd(settings_file: Path | None, overrides: dict[str, Any], question: str | None, as_json: bool, batch, top_k: int | None) -> None:
+    """Answer QUESTION from the documents, with citations."""
+    from docqa.pipeline import Pipeline
+
+    if (question is None) == (batch is None):
+        raise click.UsageError("give either a QUESTION or --batch FILE")
+    settings = load_settings(settings_file, {**overrides, "top_k": top_k})
+    pipeline = Pipeline.from_settings(settings)
+    if batch is not None:
+        _ask_batch(pipeline, batch)
+        return
+    answer = pipeline.ask(question)
+    if as_json:
+        click.echo(json.dumps(answer.to_dict(), ensure_ascii=False))
+        return
+    click.echo(answer.answer)
+    for c in answer.citations:
+        where = c.passage.chunk.source + (f" — {c.passage.chunk.heading}" if c.passage.chunk.heading else "")
+        click.echo(f"  [{c.n}] {where}: {_snippet(c.passage.chunk.text)}")
+    if answer.abstained and answer.abstain_reason:
+        echo_err(f"(abstained: {answer.abstain_reason})")
+
+
+def _ask_batch(pipeline, lines) -> None:
+    """One JSON answer per input line, in order; a bad line gets an error object, not a crash."""
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+            if not isinstance(item, dict) or not isinstance(item.get("question"), str):
+                raise ValueError('expected an object with a "question" string')
+        except ValueError as exc:
+            click.echo(json.dumps({"id": None, "line": number, "error": f"bad input line {number}: {exc}"}))
+            continue
+        try:
+            answer = pipeline.ask(item["question"])
+        except DocqaError as exc:
+            click.echo(json.dumps({"id": item.get("id"), "question": item["question"], "error": exc.message}, ensure_ascii=False))
+            continue
+        answer.id = item.get("id")
+        click.echo(json.dumps(answer.to_dict(), ensure_ascii=False), nl=True)
+        sys.stdout.flush()
+
+
+def _snippet(text: str, width: int = 100) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+@cli.command("serve")
+@settings_options
+@click.option("--host", help="Address to bind [default 127.0.0.1].")
+@click.option("--port", type=int, help="Port [default 7860].")
+def serve_cmd(settings_file: Path | None, overrides: dict[str, Any], host: str | None, port: int | None) -> None:
+    """Start the web chat."""
+    from docqa.web import serve
+
+    serve(load_settings(settings_file, {**overrides, "host": host, "port": port}))
+
+
+def main() -> None:
+    try:
+        cli(standalone_mode=False)
+    except click.exceptions.Abort:
+        echo_err("aborted")
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except DocqaError as exc:
+        echo_err(f"error: {exc.message}")
+        sys.exit(2)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,285 @@
+"""The answering pipeline: question -> retrieval -> prompt -> generation -> checked citations."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Literal
+
+from docqa import citations as cit
+from docqa.bm25 import tokenize
+from docqa.embeddings import Embedder
+from docqa.errors import QuestionError
+from docqa.indexer import IndexReport, Progress, update_index
+from docqa.llm import Generator, Message
+from docqa.models import log
+from docqa.prompts import Prompts
+from docqa.retrieval import Retriever
+from docqa.settings import Settings
+from docqa.store import load_index
+from docqa.types import Answer, Passage
+
+ABSTAIN_TEXT = "The documents don't answer this question."
+History = Sequence[tuple[str, str]]  # (question, answer) turns, oldest first
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069]")
+_FOLLOW_UP_START = re.compile(r"^(and|but|or|so|also|then|what about|how about|why|why not|how come|and why)\b", re.I)
+_PRONOUN = re.compile(r"\b(it|its|they|them|their|this|that|these|those|there|he|she|his|her|then)\b", re.I)
+
+
+def clean_question(question: str, max_chars: int) -> tuple[str, list[str]]:
+    """Strip control characters and extra whitespace; truncate overly long questions.
+
+    >>> clean_question("  what\\x00 is\\n it? ", 100)
+    ('what is it?', [])
+    """
+    notices: list[str] = []
+    text = " ".join(_CONTROL.sub(" ", question or "").split())
+    if not text:
+        raise QuestionError("the question is empty", "type a question about your documents")
+    if len(text) > max_chars:
+        text = text[:max_chars].rsplit(" ", 1)[0] or text[:max_chars]
+        notices.append(f"The question was {len(question)} characters long; only the first {len(text)} were used.")
+    return text, notices
+
+
+def needs_rewrite(question: str, history: History) -> bool:
+    """Cheap check for a follow-up that can't stand alone, so most turns skip the rewrite call.
+
+    >>> needs_rewrite("and in 1995?", [("What was the rate in 2019?", "60.60% [1].")])
+    True
+    >>> needs_rewrite("What was the rural population in 1995?", [("q", "a")])
+    False
+    """
+    if not history:
+        return False
+    content = tokenize(question)
+    if len(content) <= 2 or _FOLLOW_UP_START.match(question):
+        return True
+    return bool(_PRONOUN.search(question)) and len(content) <= 4
+
+
+def format_passages(passages: list[Passage]) -> str:
+    blocks = []
+    for p in passages:
+        where = p.chunk.source + (f", {p.chunk.heading}" if p.chunk.heading else "") + (f", page {p.chunk.page}" if p.chunk.page else "")
+        blocks.append(f"[{p.n}] ({where})\n{p.chunk.text}")
+    return "\n\n".join(blocks)
+
+
+class Pipeline:
+    """Answers questions from one index with one generator. Build it with `from_settings`."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        embedder: Embedder,
+        retriever: Retriever,
+        prompts: Prompts,
+        generator: Generator | None = None,
+        load: Callable[[], Generator] | None = None,
+    ) -> None:
+        """`generator` is used as given; otherwise `load()` builds one on first use."""
+        if generator is None and load is None:
+            raise ValueError("give a generator or a function that loads one")
+        self.settings = settings
+        self.embedder = embedder
+        self.retriever = retriever
+        self.prompts = prompts
+        self._generator = generator
+        self._load = load
+        self.last_index_report: IndexReport | None = None
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings | None = None,
+        *,
+        embedder: Embedder | None = None,
+        generator: Generator | None = None,
+        progress: Progress | None = None,
+    ) -> Pipeline:
+        """Load (and with auto_index, first update) the index; the generator loads on first use."""
+        settings = settings or Settings.load()
+        apply_runtime_settings(settings)
+        if embedder is None:
+            from docqa.embeddings import SentenceTransformerEmbedder
+
+            embedder = SentenceTransformerEmbedder(settings.embed_model)
+        report = None
+        if settings.auto_index:
+            report = update_index(settings, embedder, progress=progress, lock_wait_s=600)
+            if report.changed:
+                log(f"index updated: {report.summary()}")
+            for problem in report.failed:
+                log(f"not indexed: {problem.source}: {problem.reason}")
+        index = load_index(settings.index_dir)
+        retriever = Retriever(index, embedder, settings.candidates, settings.dedup_threshold)
+        pipeline = cls(settings, embedder, retriever, Prompts(settings.prompts_dir), generator, lambda: load_generator(settings))
+        pipeline.last_index_report = report
+        return pipeline
+
+    @property
+    def generator(self) -> Generator:
+        if self._generator is None:
+            assert self._load is not None
+            self._generator = self._load()
+        return self._generator
+
+    @property
+    def model_name(self) -> str:
+        if self._generator is not None:
+            return self._generator.name
+        return self.settings.llm_model or f"profile:{self.settings.profile}"
+
+    def reindex(self, rebuild: bool = False, progress: Progress | None = None) -> IndexReport:
+        """Bring the index up to date with the docs folder and answer from the new one."""
+        report = update_index(self.settings, self.embedder, rebuild=rebuild, progress=progress, lock_wait_s=600)
+        index = load_index(self.settings.index_dir)
+        self.retriever = Retriever(index, self.embedder, self.settings.candidates, self.settings.dedup_threshold)
+        self.last_index_report = report
+        return report
+
+    def ask(self, question: str, history: History | None = None, **options) -> Answer:
+        """Answer one question. `options`: top_k, retrieval, max_new_tokens (override settings)."""
+        for item in self.stream(question, history, **options):
+            if isinstance(item, Answer):
+                return item
+        raise AssertionError("stream() always ends with an Answer")  # pragma: no cover
+
+    def stream(
+        self,
+        question: str,
+        history: History | None = None,
+        *,
+        top_k: int | None = None,
+        retrieval: Literal["hybrid", "dense", "bm25"] | None = None,
+        max_new_tokens: int | None = None,
+    ) -> Iterator[str | Answer]:
+        """Yield text deltas as the model writes, then the checked `Answer` last.
+
+        The final answer text can differ from the concatenated deltas: markers are repaired,
+        and an answer that fails the checks is replaced by an abstention.
+        """
+        s = self.settings
+        started = time.perf_counter()
+        text, notices = clean_question(question, s.max_question_chars)
+        timings: dict[str, float] = {}
+        standalone = None
+        if history and needs_rewrite(text, history):
+            standalone = self.rewrite(text, history)
+            timings["rewrite_ms"] = ms(started)
+        query = standalone or text
+        t0 = time.perf_counter()
+        found = self.retriever.retrieve(query, top_k or s.top_k, retrieval or s.retrieval)
+        timings["retrieve_ms"] = ms(t0)
+        passages = found.passages
+
+        def finish(answer_text: str, abstained: bool, reason: str | None, cites=(), usage=None) -> Answer:
+            timings.setdefault("first_token_ms", ms(started))
+            timings["total_ms"] = ms(started)
+            return Answer(
+                question=question,
+                answer=answer_text,
+                abstained=abstained,
+                citations=list(cites),
+                retrieved=passages,
+                timings=timings,
+                model=self.model_name,
+                standalone_question=standalone,
+                abstain_reason=reason,
+                notices=notices,
+                usage=usage or {},
+            )
+
+        if not passages or found.best_score < s.min_score:
+            yield ABSTAIN_TEXT
+            yield finish(ABSTAIN_TEXT, True, f"no passage is close enough to the question (best similarity {found.best_score:.2f} < min_score {s.min_score:.2f})")
+            return
+
+        messages: list[Message] = [
+            {"role": "system", "content": self.prompts.render("answer_system")},
+            {"role": "user", "content": self.prompts.render("answer_user", passages=format_passages(passages), question=query)},
+        ]
+        generator = self.generator
+        t0 = time.perf_counter()
+        pieces: list[str] = []
+        for piece in generator.stream(messages, max_new_tokens or s.max_new_tokens):
+            if not pieces:
+                timings["first_token_ms"] = ms(started)
+            pieces.append(piece)
+            yield piece
+        timings["generate_ms"] = ms(t0)
+        raw = "".join(pieces).strip()
+        usage = {"prompt_tokens": generator.count_tokens(messages), "answer_tokens": _answer_tokens(generator, raw)}
+
+        if not raw or cit.declined(raw):
+            yield finish(ABSTAIN_TEXT, True, "the model said the passages don't answer the question", usage=usage)
+            return
+        invented = cit.unsupported_numbers(raw, [p.chunk.text for p in passages] + [query, text])
+        if invented:
+            yield finish(ABSTAIN_TEXT, True, f"the draft answer had numbers found in no passage ({', '.join(sorted(invented))})", usage=usage)
+            return
+        checked, citations = cit.check_citations(raw, passages)
+        if not citations:
+            yield finish(ABSTAIN_TEXT, True, "no passage supports the draft answer", usage=usage)
+            return
+        yield finish(checked, False, None, citations, usage)
+
+    def rewrite(self, question: str, history: History) -> str:
+        """Turn a follow-up into a standalone question with one short model call."""
+        turns = "\n".join(f"User: {q}\nAssistant: {cit.strip_markers(a)}" for q, a in list(history)[-3:])
+        messages: list[Message] = [
+            {"role": "system", "content": self.prompts.render("rewrite_system")},
+            {"role": "user", "content": self.prompts.render("rewrite_user", history=turns, question=question)},
+        ]
+        out = "".join(self.generator.stream(messages, 48)).strip().splitlines()
+        rewritten = out[0].strip().strip('"') if out else ""
+        if not rewritten or len(rewritten) > 4 * len(question) + 200:
+            # A rambling or empty rewrite: fall back to pairing with the last question.
+            rewritten = f"{history[-1][0]} {question}"
+        return rewritten
+
+    def status(self) -> dict:
+        manifest = self.retriever.index.manifest
+        return {
+            "documents": len(manifest.get("files", {})),
+            "chunks": len(self.retriever.chunks),
+            "built_at": manifest.get("built_at"),
+            "embed_model": manifest.get("embed_model"),
+            "llm": self.model_name,
+            "docs_dir": str(self.settings.docs_dir),
+        }
+
+
+def _answer_tokens(generator: Generator, text: str) -> int:
+    tokenizer = getattr(generator, "tokenizer", None)
+    return len(tokenizer.encode(text, add_special_tokens=False)) if tokenizer is not None else len(text.split())
+
+
+def ms(since: float) -> float:
+    return (time.perf_counter() - since) * 1000
+
+
+def apply_runtime_settings(settings: Settings) -> None:
+    """Environment the libraries read: no hub calls when offline, no telemetry ever."""
+    import os
+
+    if settings.offline:
+        os.environ["HF_HUB_OFFLINE"] = "1"
+        os.environ["TRANSFORMERS_OFFLINE"] = "1"
+    os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+    os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def load_generator(settings: Settings) -> Generator:
+    from docqa.llm import TransformersGenerator
+    from docqa.models import resolve_generator
+
+    started = time.perf_counter()
+    name, path = resolve_generator(settings.profile, settings.llm_model, settings.resolved_cache_dir)
+    generator = TransformersGenerator(name, path, settings.dtype, settings.threads)
+    log(f"loaded {name} in {time.perf_counter() - started:.1f} s")
+    return generator

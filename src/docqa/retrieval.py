@@ -1,0 +1,96 @@
+"""Hybrid retrieval: dense FAISS search and BM25, fused by reciprocal rank, near-duplicates dropped."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from docqa.bm25 import BM25, tokenize
+from docqa.embeddings import Embedder
+from docqa.store import StoredIndex
+from docqa.types import Chunk, Passage
+
+Mode = Literal["hybrid", "dense", "bm25"]
+RRF_K = 60  # the constant from Cormack et al. (2009); damps the weight of the very top ranks
+
+
+def rrf(rankings: list[list[int]], k: int = RRF_K) -> list[tuple[int, float]]:
+    """Reciprocal rank fusion of ranked id lists, best first; ties keep first-seen order.
+
+    >>> [i for i, _ in rrf([[1, 2, 3], [3, 1]])]
+    [1, 3, 2]
+    """
+    scores: dict[int, float] = {}
+    for ranking in rankings:
+        for rank, item in enumerate(ranking):
+            scores[item] = scores.get(item, 0.0) + 1.0 / (k + rank + 1)
+    return sorted(scores.items(), key=lambda kv: -kv[1])
+
+
+def shingles(text: str, n: int = 3) -> set[tuple[str, ...]]:
+    words = tokenize(text)
+    if len(words) < n:
+        return {tuple(words)} if words else set()
+    return {tuple(words[i : i + n]) for i in range(len(words) - n + 1)}
+
+
+def overlap(a: set, b: set) -> float:
+    """Share of the smaller set found in the larger: 1.0 when one text contains the other.
+
+    >>> overlap({1, 2}, {1, 2, 3, 4})
+    1.0
+    """
+    if not a or not b:
+        return 0.0
+    return len(a & b) / min(len(a), len(b))
+
+
+@dataclass
+class Retrieval:
+    passages: list[Passage]
+    best_score: float  # highest dense cosine among all candidates, the abstention signal
+
+
+class Retriever:
+    def __init__(self, index: StoredIndex, embedder: Embedder, candidates: int = 20, dedup_threshold: float = 0.8) -> None:
+        self.index = index
+        self.embedder = embedder
+        self.candidates = candidates
+        self.dedup_threshold = dedup_threshold
+        self.bm25 = BM25([c.text for c in index.chunks])
+
+    @property
+    def chunks(self) -> list[Chunk]:
+        return self.index.chunks
+
+    def retrieve(self, query: str, top_k: int = 4, mode: Mode = "hybrid") -> Retrieval:
+        if not self.chunks:
+            return Retrieval([], 0.0)
+        qvec = self.embedder.embed([query])[0]
+        n = min(self.candidates, len(self.chunks))
+        rankings: list[list[int]] = []
+        best = -1.0
+        if mode in ("dense", "hybrid"):
+            _, ids = self.index.faiss_index.search(qvec[None, :], n)
+            dense = [int(i) for i in ids[0] if i >= 0]
+            rankings.append(dense)
+        if mode in ("bm25", "hybrid"):
+            rankings.append([i for i, _ in self.bm25.top(query, n)])
+        fused = [i for i, _ in rrf(rankings)]
+        cosines = self.index.vectors[fused] @ qvec if fused else np.zeros(0)
+        best = float(cosines.max()) if len(fused) else best
+        cos_of = dict(zip(fused, cosines.tolist(), strict=True))
+        kept: list[int] = []
+        kept_shingles: list[set] = []
+        for i in fused:
+            sh = shingles(self.chunks[i].text)
+            if any(overlap(sh, other) >= self.dedup_threshold for other in kept_shingles):
+                continue
+            kept.append(i)
+            kept_shingles.append(sh)
+            if len(kept) == top_k:
+                break
+        passages = [Passage(n=j + 1, chunk=self.chunks[i], score=cos_of[i]) for j, i in enumerate(kept)]
+        return Retrieval(passages, best)

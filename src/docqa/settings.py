@@ -1,0 +1,159 @@
+"""One validated settings object.
+
+Sources, later ones winning: built-in defaults, a TOML settings file, `DOCQA_*` environment
+variables, then explicit overrides (CLI options, keyword arguments). Unknown keys are an error.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from docqa.errors import SettingsError
+
+ENV_PREFIX = "DOCQA_"
+DEFAULT_SETTINGS_FILE = "docqa.toml"
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    # Where things live.
+    docs_dir: Path = Path("docs")
+    index_dir: Path = Path("index")
+    prompts_dir: Path | None = None  # None: the prompts/ folder shipped with docqa
+    cache_dir: Path | None = None  # None: the user's cache dir (converted model copies)
+    settings_file: Path | None = None  # the TOML file these settings were read from, if any
+
+    # Models. `profile` picks the bundled generator; `llm_model` / `embed_model` override it with
+    # any Hugging Face id, local folder, or .gguf file.
+    profile: Literal["default", "small"] = "default"
+    llm_model: str | None = None
+    embed_model: str | None = None
+    dtype: Literal["bfloat16", "float32"] = "bfloat16"
+    offline: bool = True  # set HF_HUB_OFFLINE so nothing tries the network
+    threads: int | None = None  # torch threads; None: torch's default (all cores)
+
+    # Ingestion.
+    chunk_tokens: int = Field(128, ge=16, le=256)  # MiniLM truncates beyond 256 word pieces
+    chunk_overlap_tokens: int = Field(32, ge=0, le=128)
+    max_file_mb: float = Field(50.0, gt=0)
+    pdf_timeout_s: float = Field(60.0, gt=0)
+    auto_index: bool = True  # bring the index up to date with docs/ before answering
+
+    # Retrieval.
+    retrieval: Literal["hybrid", "dense", "bm25"] = "hybrid"
+    top_k: int = Field(4, ge=1, le=20)
+    candidates: int = Field(20, ge=1, le=200)  # per retriever, before fusion
+    dedup_threshold: float = Field(0.8, gt=0, le=1)
+    min_score: float = Field(0.3, ge=-1, le=1)  # best dense cosine below this: abstain
+
+    # Generation.
+    max_new_tokens: int = Field(160, ge=1, le=4096)
+    max_question_chars: int = Field(2000, ge=10)
+
+    # Web server.
+    host: str = "127.0.0.1"
+    port: int = Field(7860, ge=1, le=65535)
+    username: str | None = None
+    password: str | None = None
+    max_upload_mb: float = Field(20.0, gt=0)
+    queue_size: int = Field(16, ge=1)
+
+    @field_validator("docs_dir", "index_dir", "prompts_dir", "cache_dir", "settings_file")
+    @classmethod
+    def _expand(cls, value: Path | None) -> Path | None:
+        return value.expanduser() if value is not None else None
+
+    @classmethod
+    def load(cls, path: str | Path | None = None, **overrides: Any) -> Settings:
+        """Read defaults < TOML file < DOCQA_* environment < overrides (None values ignored).
+
+        The file is `path`, else $DOCQA_SETTINGS, else ./docqa.toml if it exists.
+        """
+        values: dict[str, Any] = {}
+        file = path or os.environ.get(ENV_PREFIX + "SETTINGS")
+        if file is None and Path(DEFAULT_SETTINGS_FILE).is_file():
+            file = DEFAULT_SETTINGS_FILE
+        if file is not None:
+            values.update(read_toml(Path(file)))
+            values["settings_file"] = Path(file)
+        values.update(env_values(os.environ))
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        try:
+            return cls(**values)
+        except ValidationError as exc:
+            raise SettingsError(
+                "invalid settings: " + _summarise(exc),
+                "correct or remove the key in the settings file, DOCQA_* variable or option",
+            ) from None
+
+    @property
+    def resolved_cache_dir(self) -> Path:
+        if self.cache_dir is not None:
+            return self.cache_dir
+        from platformdirs import user_cache_dir
+
+        return Path(user_cache_dir("docqa"))
+
+
+def env_values(environ: dict[str, str] | os._Environ[str]) -> dict[str, str]:
+    """Map DOCQA_TOP_K=5 onto {"top_k": "5"}; unknown DOCQA_ names are an error.
+
+    >>> env_values({"DOCQA_TOP_K": "5", "HOME": "/root"})
+    {'top_k': '5'}
+    """
+    known = set(Settings.model_fields)
+    out: dict[str, str] = {}
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX) or name == ENV_PREFIX + "SETTINGS":
+            continue
+        key = name[len(ENV_PREFIX) :].lower()
+        if key not in known:
+            raise SettingsError(
+                f"unknown environment variable {name}",
+                f"unset it; known keys are {', '.join(sorted(known))}",
+            )
+        out[key] = value
+    return out
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise SettingsError(f"settings file {path} not found", "create it or point DOCQA_SETTINGS elsewhere") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"settings file {path} is not valid TOML ({exc})", "fix its syntax") from None
+
+
+def update_toml(path: Path, updates: dict[str, Any]) -> None:
+    """Set scalar keys in a flat TOML settings file, keeping the other keys. Written atomically."""
+    values = read_toml(path) if path.exists() else {}
+    values.update(updates)
+    Settings(**{k: v for k, v in values.items()})  # refuse to write something that won't load
+    lines = [f"{key} = {_toml_scalar(value)}" for key, value in values.items()]
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _toml_scalar(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _summarise(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "settings"
+        parts.append(f"{loc}: {err['msg']}")
+    return "; ".join(parts)

@@ -1,0 +1,200 @@
+"""The on-disk index: a FAISS flat inner-product index, the chunks, and a manifest.
+
+Layout of `index/`:
+
+    CURRENT            name of the live version folder, swapped atomically with os.replace
+    v-<time>-<rand>/   faiss.index, chunks.jsonl, manifest.json
+    .lock              held by a writer (`docqa index`) while it works
+
+A writer builds a complete new version folder, fsyncs it, then points CURRENT at it. A crash at
+any moment leaves CURRENT naming a complete older version, so the previous index still loads.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from docqa.errors import IndexStateError
+from docqa.types import Chunk
+
+FORMAT_VERSION = 1
+FILES = ("faiss.index", "chunks.jsonl")
+
+
+@dataclass
+class StoredIndex:
+    """A loaded index version: chunk i is row i of `vectors` and of the FAISS index."""
+
+    chunks: list[Chunk]
+    vectors: np.ndarray  # (n, dim) float32, unit rows
+    faiss_index: Any  # faiss.IndexFlatIP; inner product equals cosine on unit vectors
+    manifest: dict[str, Any]
+    path: Path
+
+    @property
+    def dim(self) -> int:
+        return int(self.manifest["dim"])
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def current_version(index_dir: Path) -> Path | None:
+    pointer = index_dir / "CURRENT"
+    if not pointer.is_file():
+        return None
+    name = pointer.read_text(encoding="utf-8").strip()
+    return index_dir / name if name else None
+
+
+def read_manifest(index_dir: Path) -> dict[str, Any] | None:
+    """The live manifest, or None when there is no index yet."""
+    version = current_version(index_dir)
+    if version is None:
+        return None
+    try:
+        return json.loads((version / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        raise IndexStateError(
+            f"the index manifest in {version} is missing or corrupt", "run `docqa index --rebuild`"
+        ) from None
+
+
+def load_index(index_dir: Path) -> StoredIndex:
+    import faiss
+
+    version = current_version(index_dir)
+    if version is None:
+        raise IndexStateError(f"no index in {index_dir}", "run `docqa index` to build it from your documents")
+    manifest = read_manifest(index_dir)
+    assert manifest is not None
+    if manifest.get("format") != FORMAT_VERSION:
+        raise IndexStateError(
+            f"the index in {index_dir} has format {manifest.get('format')}, this docqa reads {FORMAT_VERSION}",
+            "run `docqa index --rebuild`",
+        )
+    for name in FILES:
+        path = version / name
+        if not path.is_file() or sha256_file(path) != manifest["checksums"].get(name):
+            raise IndexStateError(
+                f"index file {path} is missing or corrupt (checksum mismatch)", "run `docqa index --rebuild`"
+            )
+    try:
+        index = faiss.read_index(str(version / "faiss.index"))
+        with (version / "chunks.jsonl").open(encoding="utf-8") as fh:
+            chunks = [Chunk.from_dict(json.loads(line)) for line in fh if line.strip()]
+    except (RuntimeError, json.JSONDecodeError, TypeError) as exc:
+        raise IndexStateError(f"could not read the index in {version} ({exc})", "run `docqa index --rebuild`") from None
+    if index.ntotal != len(chunks) or index.d != manifest["dim"]:
+        raise IndexStateError(
+            f"the index in {version} has {index.ntotal} vectors for {len(chunks)} chunks", "run `docqa index --rebuild`"
+        )
+    vectors = index.reconstruct_n(0, index.ntotal) if index.ntotal else np.zeros((0, index.d), np.float32)
+    return StoredIndex(chunks, np.ascontiguousarray(vectors, dtype=np.float32), index, manifest, version)
+
+
+def write_index(index_dir: Path, chunks: list[Chunk], vectors: np.ndarray, manifest: dict[str, Any]) -> Path:
+    """Write a new version and make it live atomically. Returns the version folder."""
+    import faiss
+
+    if len(chunks) != len(vectors):
+        raise ValueError(f"{len(chunks)} chunks but {len(vectors)} vectors")
+    index_dir.mkdir(parents=True, exist_ok=True)
+    version = index_dir / f"v-{time.strftime('%Y%m%d%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    tmp = index_dir / f".tmp-{version.name}"
+    tmp.mkdir()
+    try:
+        flat = faiss.IndexFlatIP(int(manifest["dim"]))
+        if len(vectors):
+            flat.add(np.ascontiguousarray(vectors, dtype=np.float32))
+        faiss.write_index(flat, str(tmp / "faiss.index"))
+        with (tmp / "chunks.jsonl").open("w", encoding="utf-8") as fh:
+            for chunk in chunks:
+                fh.write(json.dumps(chunk.to_dict(), ensure_ascii=False) + "\n")
+        manifest = {**manifest, "format": FORMAT_VERSION, "checksums": {n: sha256_file(tmp / n) for n in FILES}}
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False), encoding="utf-8")
+        for name in (*FILES, "manifest.json"):
+            _fsync(tmp / name)
+        os.replace(tmp, version)
+        _fsync(index_dir)
+        pointer_tmp = index_dir / f".CURRENT-{uuid.uuid4().hex[:6]}"
+        pointer_tmp.write_text(version.name + "\n", encoding="utf-8")
+        _fsync(pointer_tmp)
+        os.replace(pointer_tmp, index_dir / "CURRENT")  # the commit point
+        _fsync(index_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    prune(index_dir, keep=version.name)
+    return version
+
+
+def prune(index_dir: Path, keep: str) -> None:
+    """Remove old versions and leftovers of crashed writes (call only while holding the lock)."""
+    for path in index_dir.iterdir():
+        if path.name == keep:
+            continue
+        if path.name.startswith(("v-", ".tmp-")) and path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        elif path.name.startswith(".CURRENT-"):
+            path.unlink(missing_ok=True)
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def writer_lock(index_dir: Path, wait_s: float = 0.0) -> Iterator[None]:
+    """Hold index/.lock exclusively; waits up to `wait_s`, then says who holds it.
+
+    An flock is released by the kernel when its holder dies, so a killed `docqa index` never
+    leaves a stale lock behind.
+    """
+    index_dir.mkdir(parents=True, exist_ok=True)
+    path = index_dir / ".lock"
+    fh = path.open("a+")
+    deadline = time.monotonic() + wait_s
+    try:
+        while True:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    fh.seek(0)
+                    holder = fh.read().strip() or "another process"
+                    raise IndexStateError(
+                        f"the index in {index_dir} is being written by {holder}",
+                        "wait for it to finish, or pass --wait SECONDS",
+                    ) from None
+                time.sleep(0.2)
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"pid {os.getpid()}")
+        fh.flush()
+        yield
+    finally:
+        fh.close()
