@@ -1,7 +1,8 @@
 """docqa: answers from a folder of documents, with citations, offline.
 
-    >>> from docqa import Pipeline
-    >>> answer = Pipeline.from_settings().ask("What was China's urbanization rate in 2019?")
+    from docqa import Pipeline
+    answer = Pipeline.from_settings().ask("What was China's urbanization rate in 2019?")
+    print(answer.answer, [c.passage.chunk.source for c in answer.citations])
 
 Importing docqa is cheap: models load when a pipeline is built, not at import.
 """

@@ -44,9 +44,12 @@ class BM25:
                 tfs.append(tf)
         n = len(docs)
         self.postings = {
-            term: (np.array(ids, dtype=np.int64), np.array(tfs, dtype=np.float32)) for term, (ids, tfs) in postings.items()
+            term: (np.array(ids, dtype=np.int64), np.array(tfs, dtype=np.float32))
+            for term, (ids, tfs) in postings.items()
         }
-        self.idf = {term: math.log(1 + (n - len(ids) + 0.5) / (len(ids) + 0.5)) for term, (ids, _) in self.postings.items()}
+        self.idf = {
+            term: math.log(1 + (n - len(ids) + 0.5) / (len(ids) + 0.5)) for term, (ids, _) in self.postings.items()
+        }
         self.size = n
 
     def scores(self, query: str) -> np.ndarray:

@@ -29,7 +29,9 @@ class Span:
 
 
 def paragraph_spans(text: str) -> list[Span]:
-    """>>> paragraph_spans("one.\\n\\ntwo.")
+    """Non-empty paragraphs, whitespace trimmed.
+
+    >>> paragraph_spans("one.\\n\\ntwo.")
     [Span(start=0, end=4), Span(start=6, end=10)]
     """
     spans, pos = [], 0
@@ -41,7 +43,9 @@ def paragraph_spans(text: str) -> list[Span]:
 
 
 def sentence_spans(text: str, para: Span) -> list[Span]:
-    """>>> sentence_spans("It rose. Then it fell.", Span(0, 22))
+    """Sentences of one paragraph.
+
+    >>> sentence_spans("It rose. Then it fell.", Span(0, 22))
     [Span(start=0, end=8), Span(start=9, end=22)]
     """
     spans, pos = [], para.start
@@ -69,7 +73,10 @@ def split_long(text: str, span: Span, max_tokens: int, count: TokenCounter) -> l
     pieces, first = [], 0
     for i in range(1, len(words) + 1):
         piece = text[span.start + words[first].start : span.start + words[i - 1].end]
-        if i < len(words) and count(piece + " " + text[span.start + words[i].start : span.start + words[i].end]) <= max_tokens:
+        if (
+            i < len(words)
+            and count(piece + " " + text[span.start + words[i].start : span.start + words[i].end]) <= max_tokens
+        ):
             continue
         pieces.append(Span(span.start + words[first].start, span.start + words[i - 1].end))
         first = i

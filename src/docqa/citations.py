@@ -41,7 +41,9 @@ def parse_markers(text: str) -> list[int]:
 
 
 def strip_markers(text: str) -> str:
-    """>>> strip_markers("It rose [1].")
+    """Remove citation markers.
+
+    >>> strip_markers("It rose [1].")
     'It rose.'
     """
     return _MARKER.sub("", text)
@@ -97,7 +99,9 @@ def check_citations(answer: str, passages: list[Passage], min_support: float = 0
 
 
 def _with_markers(sentence: str, numbers: list[int]) -> str:
-    """>>> _with_markers("It rose.", [2, 1])
+    """Put markers before the sentence's final stop.
+
+    >>> _with_markers("It rose.", [2, 1])
     'It rose [2][1].'
     """
     if not numbers:

@@ -18,12 +18,31 @@ from docqa.settings import Settings
 def settings_options(fn: Callable) -> Callable:
     """The options every command shares, defined once; each maps onto a Settings field."""
 
-    @click.option("--settings", "settings_file", type=click.Path(dir_okay=False, path_type=Path), envvar="DOCQA_SETTINGS", help="TOML settings file [default: ./docqa.toml if present].")
-    @click.option("--docs", "docs_dir", type=click.Path(path_type=Path), help="Documents folder [env DOCQA_DOCS; default docs/].")
-    @click.option("--index", "index_dir", type=click.Path(path_type=Path), help="Index folder [env DOCQA_INDEX_DIR; default index/].")
-    @click.option("--profile", type=click.Choice(["default", "small"]), help="Bundled generator: default (1.5B) or small (0.5B) [env DOCQA_PROFILE].")
+    @click.option(
+        "--settings",
+        "settings_file",
+        type=click.Path(dir_okay=False, path_type=Path),
+        envvar="DOCQA_SETTINGS",
+        help="TOML settings file [default: ./docqa.toml if present].",
+    )
+    @click.option(
+        "--docs", "docs_dir", type=click.Path(path_type=Path), help="Documents folder [env DOCQA_DOCS; default docs/]."
+    )
+    @click.option(
+        "--index",
+        "index_dir",
+        type=click.Path(path_type=Path),
+        help="Index folder [env DOCQA_INDEX_DIR; default index/].",
+    )
+    @click.option(
+        "--profile",
+        type=click.Choice(["default", "small"]),
+        help="Bundled generator: default (1.5B) or small (0.5B) [env DOCQA_PROFILE].",
+    )
     @functools.wraps(fn)
-    def wrapper(settings_file: Path | None, docs_dir: Path | None, index_dir: Path | None, profile: str | None, **kwargs: Any):
+    def wrapper(
+        settings_file: Path | None, docs_dir: Path | None, index_dir: Path | None, profile: str | None, **kwargs: Any
+    ):
         overrides = {"docs_dir": docs_dir, "index_dir": index_dir, "profile": profile}
         return fn(settings_file=settings_file, overrides=overrides, **kwargs)
 
@@ -47,7 +66,14 @@ def cli() -> None:
 @cli.command("index")
 @settings_options
 @click.option("--rebuild", is_flag=True, help="Re-embed everything, ignoring the existing index.")
-@click.option("--wait", "wait_s", type=float, default=0.0, show_default=True, help="Seconds to wait if another indexer holds the lock.")
+@click.option(
+    "--wait",
+    "wait_s",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Seconds to wait if another indexer holds the lock.",
+)
 def index_cmd(settings_file: Path | None, overrides: dict[str, Any], rebuild: bool, wait_s: float) -> None:
     """Build or update the index from the documents folder (only changed files are re-embedded)."""
     from docqa.embeddings import SentenceTransformerEmbedder
@@ -89,9 +115,15 @@ def _progress_bar():
 @settings_options
 @click.argument("question", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print the answer as one JSON object.")
-@click.option("--batch", type=click.File("r", encoding="utf-8"), help='JSONL file of {"id", "question"} lines ("-" for stdin); writes JSONL answers.')
+@click.option(
+    "--batch",
+    type=click.File("r", encoding="utf-8"),
+    help='JSONL file of {"id", "question"} lines ("-" for stdin); writes JSONL answers.',
+)
 @click.option("--top-k", type=int, help="Passages given to the model.")
-def ask_cmd(settings_file: Path | None, overrides: dict[str, Any], question: str | None, as_json: bool, batch, top_k: int | None) -> None:
+def ask_cmd(
+    settings_file: Path | None, overrides: dict[str, Any], question: str | None, as_json: bool, batch, top_k: int | None
+) -> None:
     """Answer QUESTION from the documents, with citations."""
     from docqa.pipeline import Pipeline
 
@@ -129,7 +161,11 @@ def _ask_batch(pipeline, lines) -> None:
         try:
             answer = pipeline.ask(item["question"])
         except DocqaError as exc:
-            click.echo(json.dumps({"id": item.get("id"), "question": item["question"], "error": exc.message}, ensure_ascii=False))
+            click.echo(
+                json.dumps(
+                    {"id": item.get("id"), "question": item["question"], "error": exc.message}, ensure_ascii=False
+                )
+            )
             continue
         answer.id = item.get("id")
         click.echo(json.dumps(answer.to_dict(), ensure_ascii=False), nl=True)

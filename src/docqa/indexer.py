@@ -7,7 +7,7 @@ import platform
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +72,10 @@ def discover(docs_dir: Path, max_bytes: int) -> tuple[list[tuple[str, Path]], li
     so a link can't pull in /etc/passwd.
     """
     if not docs_dir.is_dir():
-        raise DocsError(f"the documents folder {docs_dir} does not exist", "create it and put your documents in it, or pass --docs DIR")
+        raise DocsError(
+            f"the documents folder {docs_dir} does not exist",
+            "create it and put your documents in it, or pass --docs DIR",
+        )
     root = docs_dir.resolve()
     found: list[tuple[str, Path]] = []
     problems: list[FileProblem] = []
@@ -97,7 +100,9 @@ def discover(docs_dir: Path, max_bytes: int) -> tuple[list[tuple[str, Path]], li
                 problems.append(FileProblem(source, f"can't be read ({exc.strerror})"))
                 continue
             if size > max_bytes:
-                problems.append(FileProblem(source, f"{size / 1e6:.1f} MB is over the {max_bytes / 1e6:.0f} MB limit (max_file_mb)"))
+                problems.append(
+                    FileProblem(source, f"{size / 1e6:.1f} MB is over the {max_bytes / 1e6:.0f} MB limit (max_file_mb)")
+                )
                 continue
             found.append((source, path))
     return found, problems
@@ -152,7 +157,11 @@ def _update(settings: Settings, embedder: Embedder, rebuild: bool, progress: Pro
             report.failed.append(FileProblem(source, f"can't be read ({exc.strerror})"))
             continue
         if digest in by_hash:
-            report.warnings.append(FileProblem(source, f"same content as {by_hash[digest]}: both indexed; retrieval drops the duplicate passages"))
+            report.warnings.append(
+                FileProblem(
+                    source, f"same content as {by_hash[digest]}: both indexed; retrieval drops the duplicate passages"
+                )
+            )
         by_hash.setdefault(digest, source)
         previous = old_files.get(source)
         if previous and previous["sha256"] == digest and old is not None:
@@ -182,8 +191,13 @@ def _update(settings: Settings, embedder: Embedder, rebuild: bool, progress: Pro
     if not file_records:
         if report.failed:
             listing = "; ".join(f"{p.source}: {p.reason}" for p in report.failed[:5])
-            raise DocsError(f"no readable documents in {settings.docs_dir} ({listing})", "add .txt, .md, .pdf, .html or .docx files with text")
-        raise DocsError(f"the documents folder {settings.docs_dir} is empty", "add .txt, .md, .pdf, .html or .docx files to it")
+            raise DocsError(
+                f"no readable documents in {settings.docs_dir} ({listing})",
+                "add .txt, .md, .pdf, .html or .docx files with text",
+            )
+        raise DocsError(
+            f"the documents folder {settings.docs_dir} is empty", "add .txt, .md, .pdf, .html or .docx files to it"
+        )
 
     if new_chunks:
         progress(len(files), len(files), f"embedding {len(new_chunks)} chunks")
@@ -197,7 +211,7 @@ def _update(settings: Settings, embedder: Embedder, rebuild: bool, progress: Pro
             **wanted,
             "files": dict(sorted(file_records.items())),
             "chunk_count": len(chunks),
-            "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "versions": library_versions(),
         }
         store.write_index(settings.index_dir, chunks, vectors, manifest)
@@ -208,7 +222,12 @@ def _update(settings: Settings, embedder: Embedder, rebuild: bool, progress: Pro
 
 def _mismatch(manifest: dict[str, Any], wanted: dict[str, Any]) -> str | None:
     """Why an existing index can't be updated in place, or None if it can."""
-    labels = {"embed_model": "embedding model", "dim": "embedding dimension", "chunking": "chunk settings", "docs_dir": "documents folder"}
+    labels = {
+        "embed_model": "embedding model",
+        "dim": "embedding dimension",
+        "chunking": "chunk settings",
+        "docs_dir": "documents folder",
+    }
     for key, label in labels.items():
         if manifest.get(key) != wanted[key]:
             return f"the {label} changed ({manifest.get(key)!r} -> {wanted[key]!r})"

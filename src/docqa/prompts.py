@@ -33,7 +33,9 @@ class Prompts:
             try:
                 template = Template(path.read_text(encoding="utf-8").strip())
             except FileNotFoundError:
-                raise SettingsError(f"prompt file {path} is missing", f"restore it, or set prompts_dir to a folder with {name}.md") from None
+                raise SettingsError(
+                    f"prompt file {path} is missing", f"restore it, or set prompts_dir to a folder with {name}.md"
+                ) from None
             found = set(template.get_identifiers())
             if found != wanted or not template.is_valid():
                 raise SettingsError(

@@ -99,7 +99,9 @@ _MD_HEADING = re.compile(r"^#{1,6}[ \t]+(.+?)[ \t#]*$", re.M)
 
 
 def markdown_headings(text: str) -> list[tuple[int, str]]:
-    """>>> markdown_headings("# Title\\nbody\\n## Part two\\n")
+    """ATX headings as (offset, title).
+
+    >>> markdown_headings("# Title\\nbody\\n## Part two\\n")
     [(0, 'Title'), (13, 'Part two')]
     """
     return [(m.start(), m.group(1).strip()) for m in _MD_HEADING.finditer(text)]
@@ -181,7 +183,9 @@ def read_pdf(path: Path, timeout_s: float = 60.0) -> Document:
     try:
         proc = subprocess.run(cmd, capture_output=True, timeout=timeout_s, text=True)
     except subprocess.TimeoutExpired:
-        raise UnreadableFile(f"PDF parsing took longer than {timeout_s:.0f} s (raise pdf_timeout_s to allow more)") from None
+        raise UnreadableFile(
+            f"PDF parsing took longer than {timeout_s:.0f} s (raise pdf_timeout_s to allow more)"
+        ) from None
     if proc.returncode != 0:
         reason = (proc.stderr.strip().splitlines() or ["parser crashed"])[-1]
         raise UnreadableFile(f"could not read PDF: {reason}")

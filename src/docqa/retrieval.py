@@ -54,7 +54,9 @@ class Retrieval:
 
 
 class Retriever:
-    def __init__(self, index: StoredIndex, embedder: Embedder, candidates: int = 20, dedup_threshold: float = 0.8) -> None:
+    def __init__(
+        self, index: StoredIndex, embedder: Embedder, candidates: int = 20, dedup_threshold: float = 0.8
+    ) -> None:
         self.index = index
         self.embedder = embedder
         self.candidates = candidates

@@ -1,0 +1,99 @@
+from docqa.pipeline import ABSTAIN_TEXT, clean_question, needs_rewrite
+from docqa.prompts import TEMPLATES, Prompts
+from docqa.types import Answer
+from fakes import passage_text
+
+
+def test_answer_cites_checked_passage(make_pipeline):
+    pipeline = make_pipeline(lambda m: "The terraces were listed as World Heritage in 2013 [1].")
+    answer = pipeline.ask("When were the Hani terraces listed as a World Heritage site?")
+    assert not answer.abstained
+    assert answer.citations and "2013" in answer.citations[0].passage.chunk.text
+    assert answer.answer.endswith("[1].")
+    assert set(answer.timings) >= {"retrieve_ms", "first_token_ms", "total_ms"}
+
+
+def test_prompt_holds_numbered_passages_and_question(make_pipeline):
+    pipeline = make_pipeline("The documents do not say.")
+    pipeline.ask("When does the tea harvest begin?")
+    system, user = pipeline.generator.calls[0]
+    assert system["role"] == "system" and "[1]" in system["content"]
+    assert user["content"].rstrip().endswith("Question: When does the tea harvest begin?")
+    assert "March" in passage_text(pipeline.generator.calls[0], 1)
+
+
+def test_model_refusal_is_abstention(make_pipeline):
+    answer = make_pipeline("The documents do not say.").ask("When does the tea harvest begin?")
+    assert answer.abstained and answer.answer == ABSTAIN_TEXT and answer.citations == []
+    assert "model said" in answer.abstain_reason
+
+
+def test_low_retrieval_score_abstains_without_calling_model(make_pipeline):
+    pipeline = make_pipeline("should not be called", min_score=0.99)
+    answer = pipeline.ask("Who won the football world cup?")
+    assert answer.abstained and pipeline.generator.calls == []
+    assert "min_score" in answer.abstain_reason
+
+
+def test_invented_number_is_abstention(make_pipeline):
+    answer = make_pipeline("Farmers picked 450 tonnes in 2020 [1].").ask("How much tea did Pu'er farmers pick in 2020?")
+    assert answer.abstained and "450" in answer.abstain_reason
+
+
+def test_uncited_unsupported_answer_is_abstention(make_pipeline):
+    answer = make_pipeline("Bananas are a popular fruit everywhere.").ask("When does the tea harvest begin?")
+    assert answer.abstained and "no passage supports" in answer.abstain_reason
+
+
+def test_stream_yields_deltas_then_answer(make_pipeline):
+    items = list(make_pipeline("The harvest begins in March [1].").stream("When does the tea harvest begin?"))
+    assert all(isinstance(i, str) for i in items[:-1]) and len(items) > 2
+    assert "".join(items[:-1]) == "The harvest begins in March [1]."
+    final = items[-1]
+    assert isinstance(final, Answer) and [c.n for c in final.citations] == [1]
+
+
+def test_follow_up_is_rewritten_only_when_needed(make_pipeline):
+    def reply(messages):
+        if "Follow-up question" in messages[-1]["content"]:
+            return "When were the Hani terraces listed as World Heritage?"
+        return "They were listed in 2013 [1]."
+
+    pipeline = make_pipeline(reply)
+    history = [("How large are the Hani terraces?", "16,603 hectares [1].")]
+    answer = pipeline.ask("and when were they listed?", history)
+    assert answer.standalone_question == "When were the Hani terraces listed as World Heritage?"
+    assert not answer.abstained
+    calls = len(pipeline.generator.calls)
+    answer = pipeline.ask("When does the tea harvest in Yunnan begin?", history)
+    assert answer.standalone_question is None and len(pipeline.generator.calls) == calls + 1
+
+
+def test_question_cleaning():
+    text, notices = clean_question("x" * 50 + " tail", 20)
+    assert len(text) <= 20 and notices
+    assert clean_question("\x1b[31mred\x00?", 100)[0] == "[31mred ?"
+    assert needs_rewrite("why?", [("q", "a")]) and not needs_rewrite("why?", [])
+
+
+def test_every_prompt_renders():
+    prompts = Prompts()
+    for name, placeholders in TEMPLATES.items():
+        text = prompts.render(name, **{p: f"<{p}>" for p in placeholders})
+        assert "$" not in text
+        for p in placeholders:
+            assert f"<{p}>" in text
+
+
+def test_prompt_with_unknown_placeholder_is_refused(tmp_path):
+    import shutil
+
+    import pytest
+
+    from docqa.errors import SettingsError
+    from docqa.prompts import default_prompts_dir
+
+    shutil.copytree(default_prompts_dir(), tmp_path / "p")
+    (tmp_path / "p" / "answer_user.md").write_text("$passages $question $oops")
+    with pytest.raises(SettingsError, match="oops"):
+        Prompts(tmp_path / "p")
