@@ -38,8 +38,7 @@ def test_headings_split_chunks_and_label_them():
     doc = Document(text, headings=plain_headings(text))
     chunks = chunk_document(doc, "a.txt", words, max_tokens=100, overlap_tokens=10)
     assert [c.heading for c in chunks] == [None, "Second Part"]
-    assert "Second Part" not in chunks[1].text  # the heading labels the chunk, it isn't body text
-    assert chunks[1].text == "Body of part two. More body."
+    assert chunks[1].text == "Second Part\n\nBody of part two. More body."
 
 
 def test_ids_are_stable_and_distinct():

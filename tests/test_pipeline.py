@@ -97,3 +97,11 @@ def test_prompt_with_unknown_placeholder_is_refused(tmp_path):
     (tmp_path / "p" / "answer_user.md").write_text("$passages $question $oops")
     with pytest.raises(SettingsError, match="oops"):
         Prompts(tmp_path / "p")
+
+
+def test_question_number_missing_from_passages_abstains_without_model(make_pipeline):
+    pipeline = make_pipeline("should not be called")
+    answer = pipeline.ask("How much tea did Pu'er farmers pick in 2015?")
+    assert answer.abstained and "2015" in answer.abstain_reason and pipeline.generator.calls == []
+    answer = make_pipeline("They picked 120 tonnes [1].").ask("How much tea did Pu'er farmers pick in 2020?")
+    assert not answer.abstained

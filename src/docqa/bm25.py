@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
+from functools import lru_cache
 
 import numpy as np
 
@@ -20,12 +21,28 @@ STOPWORDS = frozenset(
 
 
 def tokenize(text: str) -> list[str]:
-    """Lowercase word and number tokens, without stopwords; numbers keep their decimals.
+    """Lowercase, stemmed word tokens and number tokens, without stopwords.
 
-    >>> tokenize("The rate rose to 60.60% in 2019.")
-    ['rate', 'rose', '60.60', '2019']
+    Stemming lets "benefit" match "benefiting"; numbers keep their decimals.
+
+    >>> tokenize("The rates rose to 60.60% in 2019, benefiting farmers.")
+    ['rate', 'rose', '60.60', '2019', 'benefit', 'farmer']
     """
-    return [t for t in _TOKEN.findall(text.lower()) if t not in STOPWORDS]
+    return [stem(t) for t in _TOKEN.findall(text.lower()) if t not in STOPWORDS]
+
+
+@lru_cache(maxsize=200_000)
+def stem(word: str) -> str:
+    if word[0].isdigit() or len(word) <= 3:
+        return word
+    return _porter().stem(word)
+
+
+@lru_cache(maxsize=1)
+def _porter():
+    from nltk.stem.porter import PorterStemmer  # pure Python rules, no data download
+
+    return PorterStemmer()
 
 
 class BM25:

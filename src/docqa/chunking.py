@@ -93,7 +93,9 @@ def chunk_document(
     """Pack sentences into chunks of at most `max_tokens`, breaking at headings.
 
     A new chunk starts with the trailing sentences of the previous one, as long as they total no
-    more than `overlap_tokens`. A heading line becomes the chunk's `heading`, not part of its text.
+    more than `overlap_tokens`. A heading line starts its section's first chunk, and every chunk
+    of the section carries it as `heading` (a heuristic heading may be a real sentence, so its
+    text is never dropped).
     """
     text = doc.text
     heading_starts = {start for start, _ in doc.headings}
@@ -102,8 +104,7 @@ def chunk_document(
     section = 0
     for para in paragraph_spans(text):
         if para.start in heading_starts:
-            section += 1
-            continue
+            section += 1  # the heading opens its section's first chunk
         for sent in sentence_spans(text, para):
             for piece in split_long(text, sent, max_tokens, count):
                 units.append((piece, count(text[piece.start : piece.end]), section))

@@ -32,7 +32,7 @@ def settings_options(fn: Callable) -> Callable:
         "--index",
         "index_dir",
         type=click.Path(path_type=Path),
-        help="Index folder [env DOCQA_INDEX_DIR; default index/].",
+        help="Index folder [env DOCQA_INDEX; default index/].",
     )
     @click.option(
         "--profile",
@@ -175,6 +175,71 @@ def _ask_batch(pipeline, lines) -> None:
 def _snippet(text: str, width: int = 100) -> str:
     text = " ".join(text.split())
     return text if len(text) <= width else text[: width - 1] + "…"
+
+
+@cli.command("eval")
+@settings_options
+@click.option(
+    "--set",
+    "set_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default="eval/questions.jsonl",
+    show_default=True,
+    help="JSONL eval set.",
+)
+@click.option(
+    "--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), help="Output folder [default eval/runs/TIME]."
+)
+@click.option("--top-k", type=int, help="Passages given to the model.")
+@click.option("--retrieval", type=click.Choice(["hybrid", "dense", "bm25"]), help="Retrieval mode.")
+@click.option(
+    "--system",
+    type=click.Choice(["docqa", "naive"]),
+    default="docqa",
+    show_default=True,
+    help="naive: the LlamaIndex starter pipeline on the same models.",
+)
+@click.option(
+    "--compare",
+    "compare_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="An earlier results.json; adds a table of deltas.",
+)
+@click.option(
+    "--fail-under",
+    "fail_under",
+    multiple=True,
+    metavar="METRIC=VALUE",
+    help="Exit 1 if a metric misses VALUE (repeatable).",
+)
+@click.option("--limit", type=int, help="Only the first N questions.")
+@click.option("--retrieval-only", is_flag=True, help="Score retrieval and the score gate alone, without the LLM.")
+@click.option("--calibrate", is_flag=True, help="Pick min_score from the set and write it to the settings file.")
+def eval_cmd(
+    settings_file,
+    overrides,
+    set_path,
+    out_dir,
+    top_k,
+    retrieval,
+    system,
+    compare_path,
+    fail_under,
+    limit,
+    retrieval_only,
+    calibrate,
+) -> None:
+    """Measure retrieval, answers, citations, abstention and speed on an eval set."""
+    from docqa.evalcli import run_eval_command
+
+    settings = load_settings(settings_file, {**overrides, "top_k": top_k, "retrieval": retrieval})
+    failures = run_eval_command(
+        settings, set_path, out_dir, system, compare_path, list(fail_under), limit, retrieval_only, calibrate
+    )
+    if failures:
+        for failure in failures:
+            echo_err(f"fail-under: {failure}")
+        sys.exit(1)
 
 
 @cli.command("serve")

@@ -21,6 +21,8 @@ from docqa.readers import SUPPORTED, UnreadableFile, read_document
 from docqa.settings import Settings
 from docqa.types import Chunk
 
+# Bump when chunking or what gets embedded changes, so old indexes are rebuilt, not mixed.
+CHUNKER_VERSION = 2
 Progress = Callable[[int, int, str], None]  # (done, total, message)
 
 
@@ -128,6 +130,7 @@ def _update(settings: Settings, embedder: Embedder, rebuild: bool, progress: Pro
         "embed_model": embedder.name,
         "dim": embedder.dim,
         "chunking": chunk_settings(settings),
+        "chunker": CHUNKER_VERSION,
         "docs_dir": str(settings.docs_dir.resolve()),
     }
     old: store.StoredIndex | None = None
@@ -201,7 +204,7 @@ def _update(settings: Settings, embedder: Embedder, rebuild: bool, progress: Pro
 
     if new_chunks:
         progress(len(files), len(files), f"embedding {len(new_chunks)} chunks")
-    new_vectors = embedder.embed([c.text for c in new_chunks])
+    new_vectors = embedder.embed([c.search_text for c in new_chunks])
     report.embedded = len(new_chunks)
     chunks = kept_chunks + new_chunks
     vectors = np.concatenate([*kept_vectors, new_vectors]) if chunks else np.zeros((0, embedder.dim), np.float32)
@@ -226,6 +229,7 @@ def _mismatch(manifest: dict[str, Any], wanted: dict[str, Any]) -> str | None:
         "embed_model": "embedding model",
         "dim": "embedding dimension",
         "chunking": "chunk settings",
+        "chunker": "chunker version",
         "docs_dir": "documents folder",
     }
     for key, label in labels.items():

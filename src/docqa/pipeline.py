@@ -17,7 +17,7 @@ from docqa.models import log
 from docqa.prompts import Prompts
 from docqa.retrieval import Retriever
 from docqa.settings import Settings
-from docqa.store import load_index
+from docqa.store import StoredIndex, load_index
 from docqa.types import Answer, Passage
 
 ABSTAIN_TEXT = "The documents don't answer this question."
@@ -119,7 +119,7 @@ class Pipeline:
             for problem in report.failed:
                 log(f"not indexed: {problem.source}: {problem.reason}")
         index = load_index(settings.index_dir)
-        retriever = Retriever(index, embedder, settings.candidates, settings.dedup_threshold)
+        retriever = make_retriever(index, embedder, settings)
         pipeline = cls(
             settings, embedder, retriever, Prompts(settings.prompts_dir), generator, lambda: load_generator(settings)
         )
@@ -143,7 +143,7 @@ class Pipeline:
         """Bring the index up to date with the docs folder and answer from the new one."""
         report = update_index(self.settings, self.embedder, rebuild=rebuild, progress=progress, lock_wait_s=600)
         index = load_index(self.settings.index_dir)
-        self.retriever = Retriever(index, self.embedder, self.settings.candidates, self.settings.dedup_threshold)
+        self.retriever = make_retriever(index, self.embedder, self.settings)
         self.last_index_report = report
         return report
 
@@ -199,6 +199,13 @@ class Pipeline:
                 usage=usage or {},
             )
 
+        unmatched = cit.unsupported_numbers(query, [p.chunk.text for p in passages])
+        if passages and unmatched:
+            # The question names a number (a year, a rate) that no passage holds: whatever the
+            # model says would be about something else, or invented.
+            yield ABSTAIN_TEXT
+            yield finish(ABSTAIN_TEXT, True, f"no passage mentions {', '.join(sorted(unmatched))} from the question")
+            return
         if not passages or found.best_score < s.min_score:
             yield ABSTAIN_TEXT
             yield finish(
@@ -270,6 +277,10 @@ class Pipeline:
             "llm": self.model_name,
             "docs_dir": str(self.settings.docs_dir),
         }
+
+
+def make_retriever(index: StoredIndex, embedder: Embedder, settings: Settings) -> Retriever:
+    return Retriever(index, embedder, settings.candidates, settings.dedup_threshold, settings.bm25_weight)
 
 
 def _answer_tokens(generator: Generator, text: str) -> int:

@@ -5,8 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-import numpy as np
-
 from docqa.bm25 import BM25, tokenize
 from docqa.embeddings import Embedder
 from docqa.store import StoredIndex
@@ -16,16 +14,18 @@ Mode = Literal["hybrid", "dense", "bm25"]
 RRF_K = 60  # the constant from Cormack et al. (2009); damps the weight of the very top ranks
 
 
-def rrf(rankings: list[list[int]], k: int = RRF_K) -> list[tuple[int, float]]:
-    """Reciprocal rank fusion of ranked id lists, best first; ties keep first-seen order.
+def rrf(rankings: list[list[int]], k: int = RRF_K, weights: list[float] | None = None) -> list[tuple[int, float]]:
+    """Weighted reciprocal rank fusion of ranked id lists, best first; ties keep first-seen order.
 
     >>> [i for i, _ in rrf([[1, 2, 3], [3, 1]])]
     [1, 3, 2]
+    >>> [i for i, _ in rrf([[1, 2], [2, 1]], weights=[1.0, 2.0])]
+    [2, 1]
     """
     scores: dict[int, float] = {}
-    for ranking in rankings:
+    for ranking, weight in zip(rankings, weights or [1.0] * len(rankings), strict=True):
         for rank, item in enumerate(ranking):
-            scores[item] = scores.get(item, 0.0) + 1.0 / (k + rank + 1)
+            scores[item] = scores.get(item, 0.0) + weight / (k + rank + 1)
     return sorted(scores.items(), key=lambda kv: -kv[1])
 
 
@@ -54,14 +54,22 @@ class Retrieval:
 
 
 class Retriever:
+    """Dense + BM25 over one stored index. `bm25_weight` scales the lexical ranking in the fusion."""
+
     def __init__(
-        self, index: StoredIndex, embedder: Embedder, candidates: int = 20, dedup_threshold: float = 0.8
+        self,
+        index: StoredIndex,
+        embedder: Embedder,
+        candidates: int = 20,
+        dedup_threshold: float = 0.8,
+        bm25_weight: float = 1.0,
     ) -> None:
         self.index = index
         self.embedder = embedder
         self.candidates = candidates
         self.dedup_threshold = dedup_threshold
-        self.bm25 = BM25([c.text for c in index.chunks])
+        self.bm25_weight = bm25_weight
+        self.bm25 = BM25([c.search_text for c in index.chunks])
 
     @property
     def chunks(self) -> list[Chunk]:
@@ -73,16 +81,18 @@ class Retriever:
         qvec = self.embedder.embed([query])[0]
         n = min(self.candidates, len(self.chunks))
         rankings: list[list[int]] = []
-        best = -1.0
+        weights: list[float] = []
         if mode in ("dense", "hybrid"):
             _, ids = self.index.faiss_index.search(qvec[None, :], n)
-            dense = [int(i) for i in ids[0] if i >= 0]
-            rankings.append(dense)
+            rankings.append([int(i) for i in ids[0] if i >= 0])
+            weights.append(1.0)
         if mode in ("bm25", "hybrid"):
             rankings.append([i for i, _ in self.bm25.top(query, n)])
-        fused = [i for i, _ in rrf(rankings)]
-        cosines = self.index.vectors[fused] @ qvec if fused else np.zeros(0)
-        best = float(cosines.max()) if len(fused) else best
+            weights.append(self.bm25_weight)
+        fused = [i for i, _ in rrf(rankings, weights=weights)]
+        if not fused:
+            return Retrieval([], 0.0)
+        cosines = self.index.vectors[fused] @ qvec
         cos_of = dict(zip(fused, cosines.tolist(), strict=True))
         kept: list[int] = []
         kept_shingles: list[set] = []
@@ -95,4 +105,4 @@ class Retriever:
             if len(kept) == top_k:
                 break
         passages = [Passage(n=j + 1, chunk=self.chunks[i], score=cos_of[i]) for j, i in enumerate(kept)]
-        return Retrieval(passages, best)
+        return Retrieval(passages, float(cosines.max()))

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from docqa.errors import SettingsError
 
 ENV_PREFIX = "DOCQA_"
+ENV_ALIASES = {"docs": "docs_dir", "index": "index_dir"}  # DOCQA_DOCS, DOCQA_INDEX match --docs, --index
 DEFAULT_SETTINGS_FILE = "docqa.toml"
 
 
@@ -49,6 +50,9 @@ class Settings(BaseModel):
     retrieval: Literal["hybrid", "dense", "bm25"] = "hybrid"
     top_k: int = Field(4, ge=1, le=20)
     candidates: int = Field(20, ge=1, le=200)  # per retriever, before fusion
+    # BM25's weight against dense in the rank fusion. MiniLM is a small embedder; on factual prose
+    # exact terms (numbers, names) carry more signal, and 2.0 measured best (eval/README.md).
+    bm25_weight: float = Field(2.0, ge=0)
     dedup_threshold: float = Field(0.8, gt=0, le=1)
     min_score: float = Field(0.3, ge=-1, le=1)  # best dense cosine below this: abstain
 
@@ -104,8 +108,8 @@ class Settings(BaseModel):
 def env_values(environ: dict[str, str] | os._Environ[str]) -> dict[str, str]:
     """Map DOCQA_TOP_K=5 onto {"top_k": "5"}; unknown DOCQA_ names are an error.
 
-    >>> env_values({"DOCQA_TOP_K": "5", "HOME": "/root"})
-    {'top_k': '5'}
+    >>> env_values({"DOCQA_TOP_K": "5", "DOCQA_DOCS": "papers", "HOME": "/root"})
+    {'top_k': '5', 'docs_dir': 'papers'}
     """
     known = set(Settings.model_fields)
     out: dict[str, str] = {}
@@ -113,6 +117,7 @@ def env_values(environ: dict[str, str] | os._Environ[str]) -> dict[str, str]:
         if not name.startswith(ENV_PREFIX) or name == ENV_PREFIX + "SETTINGS":
             continue
         key = name[len(ENV_PREFIX) :].lower()
+        key = ENV_ALIASES.get(key, key)
         if key not in known:
             raise SettingsError(
                 f"unknown environment variable {name}",

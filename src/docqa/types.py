@@ -22,6 +22,13 @@ class Chunk:
     heading: str | None = None
     page: int | None = None  # 1-based, PDFs only
 
+    @property
+    def search_text(self) -> str:
+        """What is embedded and BM25-indexed: the text, led by its section heading for context."""
+        if self.heading and not self.text.startswith(self.heading):
+            return f"{self.heading}\n{self.text}"
+        return self.text
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 

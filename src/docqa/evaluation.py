@@ -1,0 +1,344 @@
+"""The eval runner: questions with expected facts and evidence in, metrics and a report out.
+
+It needs no judge model. Retrieval is scored by where the evidence spans land, answers by the
+expected facts they contain, citations by whether the cited passage holds evidence, abstention by
+whether the questions that should be refused were refused.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from docqa import metrics as m
+from docqa.errors import SettingsError
+from docqa.types import Answer
+
+# The metrics the report leads with, in order; all are "higher is better" except those listed.
+HEADLINE = [
+    "evidence_hit@k",
+    "evidence_hit@5",
+    "evidence_recall@k",
+    "mrr",
+    "fact_recall",
+    "token_f1",
+    "citation_precision",
+    "citation_recall",
+    "abstention_precision",
+    "abstention_recall",
+    "false_abstention_rate",
+    "ttft_p50_ms",
+    "total_p50_ms",
+]
+LOWER_IS_BETTER = {"false_abstention_rate", "ttft_p50_ms", "ttft_p95_ms", "total_p50_ms", "total_p95_ms", "peak_rss_mb"}
+
+
+@dataclass(frozen=True)
+class EvalQuestion:
+    id: str
+    question: str
+    answerable: bool
+    expected: list[list[str]] = field(default_factory=list)  # facts, each a list of phrasings
+    evidence: list[str] = field(default_factory=list)  # verbatim spans of the documents
+    kind: str = ""
+
+
+def load_questions(path: Path) -> list[EvalQuestion]:
+    """Read and validate a JSONL eval set; a bad line is an error naming the line."""
+    out: list[EvalQuestion] = []
+    seen: set[str] = set()
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise SettingsError(
+            f"eval set {path} not found", "pass --set FILE (see eval/README.md for the format)"
+        ) from None
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        where = f"{path}:{number}"
+        try:
+            raw = json.loads(line)
+            q = EvalQuestion(
+                id=str(raw["id"]),
+                question=str(raw["question"]),
+                answerable=bool(raw["answerable"]),
+                expected=[[str(a) for a in alts] for alts in raw.get("expected", [])],
+                evidence=[str(s) for s in raw.get("evidence", [])],
+                kind=str(raw.get("kind", "")),
+            )
+        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise SettingsError(
+                f"bad eval line {where} ({exc})", 'each line needs "id", "question", "answerable"'
+            ) from None
+        if q.answerable and (not q.expected or not q.evidence or any(not alts for alts in q.expected)):
+            raise SettingsError(f"answerable question {q.id} at {where} lacks expected facts or evidence", "add them")
+        if q.id in seen:
+            raise SettingsError(f"duplicate question id {q.id} at {where}", "give each question a unique id")
+        seen.add(q.id)
+        out.append(q)
+    if not out:
+        raise SettingsError(f"eval set {path} has no questions", "add JSONL lines")
+    return out
+
+
+def score_one(q: EvalQuestion, answer: Answer, k: int) -> dict[str, Any]:
+    """The per-question record: what was retrieved, answered and cited, and whether each was right."""
+    texts = [p.chunk.text for p in answer.retrieved]
+    cited = [c.passage.chunk.text for c in answer.citations]
+    record: dict[str, Any] = {
+        "id": q.id,
+        "kind": q.kind,
+        "question": q.question,
+        "answerable": q.answerable,
+        "answer": answer.answer,
+        "abstained": answer.abstained,
+        "abstain_reason": answer.abstain_reason,
+        "standalone_question": answer.standalone_question,
+        "cited": [c.n for c in answer.citations],
+        "retrieved_ids": [p.chunk.id for p in answer.retrieved],
+        "best_score": max((p.score for p in answer.retrieved), default=None),
+        "timings": answer.timings,
+        "usage": answer.usage,
+    }
+    if q.answerable:
+        rank = m.evidence_rank(texts, q.evidence)
+        good_cites = [c for c in cited if any(m.contains_evidence(c, s) for s in q.evidence)]
+        record.update(
+            evidence_rank=rank,
+            hit_k=m.evidence_hit(texts, q.evidence, k),
+            hit_5=m.evidence_hit(texts, q.evidence, 5),
+            evidence_recall=m.evidence_recall(texts, q.evidence, k),
+            fact_recall=0.0 if answer.abstained else m.fact_recall(answer.answer, q.expected),
+            token_f1=0.0 if answer.abstained else m.token_f1(answer.answer, q.expected),
+            citations_total=len(cited),
+            citations_with_evidence=len(good_cites),
+            missing_facts=[alts[0] for alts in q.expected if not m.has_fact(answer.answer, alts)],
+        )
+    record["problems"] = problems(q, record)
+    return record
+
+
+def problems(q: EvalQuestion, r: dict[str, Any]) -> list[str]:
+    """What went wrong, in words, for the report's list of failures."""
+    out = []
+    if not q.answerable:
+        if not r["abstained"]:
+            out.append("answered a question that should be abstained")
+        return out
+    if r["evidence_rank"] is None:
+        out.append("evidence not retrieved")
+    if r["abstained"]:
+        out.append(f"abstained ({r['abstain_reason']})")
+    elif r["missing_facts"]:
+        out.append("missing facts: " + ", ".join(r["missing_facts"]))
+    if not r["abstained"] and r["citations_total"] and not r["citations_with_evidence"]:
+        out.append("cited only passages without the evidence")
+    if not r["abstained"] and not r["citations_total"]:
+        out.append("no citation")
+    return out
+
+
+def aggregate(records: list[dict[str, Any]], peak_rss_mb: float) -> dict[str, Any]:
+    ans = [r for r in records if r["answerable"]]
+    una = [r for r in records if not r["answerable"]]
+    abstained = [r for r in records if r["abstained"]]
+    answered = [r for r in records if not r["abstained"]]
+    ttft = [r["timings"]["first_token_ms"] for r in answered if "first_token_ms" in r["timings"]]
+    total = [r["timings"]["total_ms"] for r in records]
+    decode = [
+        (r["usage"]["answer_tokens"] - 1) / ((r["timings"]["total_ms"] - r["timings"]["first_token_ms"]) / 1000)
+        for r in records
+        if r.get("usage", {}).get("answer_tokens", 0) > 8 and r["timings"]["total_ms"] > r["timings"]["first_token_ms"]
+    ]
+    cites = sum(r["citations_total"] for r in ans)
+    good = sum(r["citations_with_evidence"] for r in ans)
+    ranks = [r["evidence_rank"] for r in ans]
+    return {
+        "questions": len(records),
+        "answerable": len(ans),
+        "unanswerable": len(una),
+        "evidence_hit@k": m.mean([r["hit_k"] for r in ans]),
+        "evidence_hit@5": m.mean([r["hit_5"] for r in ans]),
+        "evidence_recall@k": m.mean([r["evidence_recall"] for r in ans]),
+        "mrr": m.mean([1 / rank if rank else 0.0 for rank in ranks]),
+        "fact_recall": m.mean([r["fact_recall"] for r in ans]),
+        "token_f1": m.mean([r["token_f1"] for r in ans]),
+        "citation_precision": m.ratio(good, cites),
+        "citation_recall": m.ratio(sum(1 for r in ans if r["citations_with_evidence"]), len(ans)),
+        "abstention_precision": m.ratio(sum(1 for r in abstained if not r["answerable"]), len(abstained)),
+        "abstention_recall": m.ratio(sum(1 for r in una if r["abstained"]), len(una)),
+        "false_abstention_rate": m.ratio(sum(1 for r in ans if r["abstained"]), len(ans)),
+        "ttft_p50_ms": m.percentile(ttft, 50),
+        "ttft_p95_ms": m.percentile(ttft, 95),
+        "total_p50_ms": m.percentile(total, 50),
+        "total_p95_ms": m.percentile(total, 95),
+        "decode_tok_s": m.percentile(decode, 50),
+        "peak_rss_mb": peak_rss_mb,
+    }
+
+
+def peak_rss_mb() -> float:
+    # ru_maxrss is in KiB on Linux
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+AskFn = Callable[[str], Answer]
+
+
+def run_eval(
+    questions: list[EvalQuestion], ask: AskFn, k: int, progress: Callable[[Iterable], Iterable] | None = None
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Ask every question through `ask` (normally Pipeline.ask) and score it."""
+    records = []
+    started = time.perf_counter()
+    for q in progress(questions) if progress else questions:
+        records.append(score_one(q, ask(q.question), k))
+    summary = aggregate(records, peak_rss_mb())
+    summary["wall_s"] = time.perf_counter() - started
+    return records, summary
+
+
+# ---- calibration -----------------------------------------------------------------------------
+
+
+def calibrate(scores: list[tuple[float, bool]]) -> tuple[float, list[dict[str, float]]]:
+    """Pick the retrieval-score threshold that best separates answerable from unanswerable.
+
+    `scores` are (best dense cosine, answerable). Abstaining below threshold t, the curve gives for
+    each candidate t the share of answerable questions kept and of unanswerable ones abstained;
+    the pick maximises their sum (Youden's J), the lowest such t on ties, so as few real
+    questions as possible are refused.
+
+    >>> t, _ = calibrate([(0.9, True), (0.5, True), (0.2, False), (0.1, False)])
+    >>> 0.2 < t <= 0.5
+    True
+    """
+    pos = [s for s, ok in scores if ok]
+    neg = [s for s, ok in scores if not ok]
+    if not pos or not neg:
+        raise SettingsError("calibration needs both answerable and unanswerable questions", "add both kinds to the set")
+    values = sorted({s for s, _ in scores})
+    candidates = (
+        [values[0] - 1e-6] + [(a + b) / 2 for a, b in zip(values, values[1:], strict=False)] + [values[-1] + 1e-6]
+    )
+    curve = []
+    for t in candidates:
+        kept = sum(s >= t for s in pos) / len(pos)
+        refused = sum(s < t for s in neg) / len(neg)
+        curve.append({"threshold": round(t, 4), "answerable_kept": kept, "unanswerable_abstained": refused})
+    best = max(curve, key=lambda c: (c["answerable_kept"] + c["unanswerable_abstained"], -c["threshold"]))
+    return best["threshold"], curve
+
+
+# ---- outputs ---------------------------------------------------------------------------------
+
+
+def fmt(value: Any) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.0f}" if abs(value) >= 100 else f"{value:.3f}"
+    return str(value)
+
+
+def write_report(out_dir: Path, records: list[dict], summary: dict, config: dict, compare: dict | None = None) -> None:
+    """results.json, report.md and chart.png in out_dir."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results = {"config": config, "summary": summary, "records": records}
+    (out_dir / "results.json").write_text(json.dumps(results, indent=2, ensure_ascii=False), encoding="utf-8")
+    lines = [f"# docqa eval: {config.get('set')}", ""]
+    lines += ["| setting | value |", "|---|---|"] + [f"| {k} | {v} |" for k, v in config.items()] + [""]
+    lines += ["| metric | value |", "|---|---|"] + [f"| {k} | {fmt(v)} |" for k, v in summary.items()] + [""]
+    if compare is not None:
+        lines += [f"## Compared with {compare['path']}", "", "| metric | before | after | delta |", "|---|---|---|---|"]
+        for key in HEADLINE + ["decode_tok_s", "peak_rss_mb"]:
+            old, new = compare["summary"].get(key), summary.get(key)
+            delta = new - old if isinstance(old, (int, float)) and isinstance(new, (int, float)) else None
+            lines.append(f"| {key} | {fmt(old)} | {fmt(new)} | {'' if delta is None else f'{delta:+.3f}'} |")
+        lines.append("")
+    failed = [r for r in records if r["problems"]]
+    lines += [f"## Failed questions ({len(failed)} of {len(records)})", ""]
+    for r in failed:
+        lines.append(f"- **{r['id']}** ({r['kind']}) {r['question']}")
+        lines.append(f"  - answer: {r['answer'][:300]}")
+        lines.append(f"  - what went wrong: {'; '.join(r['problems'])}")
+    (out_dir / "report.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    write_chart(out_dir / "chart.png", summary, compare["summary"] if compare else None)
+
+
+def write_chart(path: Path, summary: dict, before: dict | None = None) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = [k for k in HEADLINE if not k.endswith("_ms") and summary.get(k) is not None]
+    fig, ax = plt.subplots(figsize=(9, 4))
+    xs = range(len(keys))
+    if before:
+        ax.bar([x - 0.2 for x in xs], [before.get(k) or 0 for k in keys], 0.4, label="before", color="#bbbbbb")
+        ax.bar([x + 0.2 for x in xs], [summary[k] for k in keys], 0.4, label="now", color="#2b6cb0")
+        ax.legend()
+    else:
+        ax.bar(list(xs), [summary[k] for k in keys], color="#2b6cb0")
+    ax.set_xticks(list(xs), keys, rotation=35, ha="right")
+    ax.set_ylim(0, 1.05)
+    ax.set_title(
+        f"docqa eval — p50 first token {fmt(summary.get('ttft_p50_ms'))} ms, answer {fmt(summary.get('total_p50_ms'))} ms"
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_calibration_chart(path: Path, curve: list[dict], threshold: float) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ts = [c["threshold"] for c in curve]
+    ax.plot(ts, [c["answerable_kept"] for c in curve], label="answerable kept")
+    ax.plot(ts, [c["unanswerable_abstained"] for c in curve], label="unanswerable abstained")
+    ax.axvline(threshold, color="k", ls="--", label=f"chosen {threshold:.3f}")
+    ax.set_xlabel("min_score (best dense cosine)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def check_fail_under(summary: dict, rules: list[str]) -> list[str]:
+    """Rules like "fact_recall=0.8"; returns the ones not met (lower-is-better metrics use <=).
+
+    >>> check_fail_under({"fact_recall": 0.7, "ttft_p50_ms": 900}, ["fact_recall=0.8", "ttft_p50_ms=1000"])
+    ['fact_recall 0.700 < 0.8']
+    """
+    failures = []
+    for rule in rules:
+        key, _, value = rule.partition("=")
+        if key not in summary or not value:
+            raise SettingsError(
+                f"bad --fail-under rule '{rule}'", f"use METRIC=VALUE with a metric from: {', '.join(summary)}"
+            )
+        got, want = summary[key], float(value)
+        if got is None:
+            failures.append(f"{key} was not measured")
+        elif key in LOWER_IS_BETTER and got > want:
+            failures.append(f"{key} {got:.3f} > {want}")
+        elif key not in LOWER_IS_BETTER and got < want:
+            failures.append(f"{key} {got:.3f} < {want}")
+    return failures
+
+
+def print_table(summary: dict, stream=sys.stdout) -> None:
+    for key, value in summary.items():
+        print(f"{key:>24}  {fmt(value)}", file=stream)

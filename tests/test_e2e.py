@@ -1,0 +1,121 @@
+"""End to end: the real bundled models through the real pipeline and CLI, with the network blocked.
+
+The first run on a machine converts the GGUF weights into the user cache (about a minute per
+model); later runs load the converted copies in seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).parents[1]
+NETGUARD = Path(__file__).parent / "netguard"
+URBANIZATION_Q = "What was China's urbanization rate in 2019?"
+
+
+def run_cli(
+    args: list[str], index_dir: Path, stdin: str | None = None, profile: str = "small"
+) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DOCQA_")}
+    env.update(
+        PYTHONPATH=str(NETGUARD),
+        HF_HUB_OFFLINE="1",
+        DOCQA_INDEX=str(index_dir),
+        DOCQA_DOCS=str(ROOT / "docs"),
+        DOCQA_PROFILE=profile,
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "docqa.cli", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=900,
+    )
+    assert "NETGUARD" not in proc.stderr, proc.stderr
+    return proc
+
+
+@pytest.fixture(scope="module")
+def index_dir(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("index")
+    proc = run_cli(["index"], path)
+    assert proc.returncode == 0, proc.stderr
+    assert "chunks from 1 files" in proc.stdout
+    return path
+
+
+def test_factual_question_cited_small_profile(index_dir):
+    proc = run_cli(["ask", "--json", URBANIZATION_Q], index_dir)
+    assert proc.returncode == 0, proc.stderr
+    answer = json.loads(proc.stdout)
+    assert not answer["abstained"]
+    assert "60.6" in answer["answer"]
+    assert any("60.60%" in c["text"] for c in answer["citations"]), answer["citations"]
+    cited = {c["n"] for c in answer["citations"]}
+    assert cited <= {p["n"] for p in answer["retrieved"]}
+    assert all(f"[{n}]" in answer["answer"] for n in cited)
+    assert answer["citations"][0]["source"] == "poverty-alleviation-and-rural-revitalization.txt"
+    assert set(answer["timings"]) >= {"retrieve_ms", "first_token_ms", "total_ms"}
+
+
+def test_out_of_scope_question_abstained(index_dir):
+    proc = run_cli(["ask", "--json", "How long should I boil an egg for a runny yolk?"], index_dir)
+    answer = json.loads(proc.stdout)
+    assert answer["abstained"] and answer["citations"] == []
+
+
+def test_batch_round_trip_in_order(index_dir):
+    lines = [
+        {"id": "a", "question": URBANIZATION_Q},
+        {"id": "b", "question": "Which football club won the 2010 World Cup?"},
+        {"id": "c", "question": "   "},
+    ]
+    stdin = "\n".join(json.dumps(x) for x in lines) + "\nnot json\n"
+    proc = run_cli(["ask", "--batch", "-"], index_dir, stdin=stdin)
+    assert proc.returncode == 0, proc.stderr
+    out = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [o.get("id") for o in out] == ["a", "b", "c", None]
+    assert "60.6" in out[0]["answer"] and out[1]["abstained"]
+    assert "empty" in out[2]["error"] and "bad input line 4" in out[3]["error"]
+    assert proc.stderr.count("loaded qwen") <= 1  # one model load serves the whole batch
+
+
+def test_default_profile_loads_and_answers(index_dir):
+    """The 1.5B default model: GGUF joined, hash-checked, converted (first run) and answering."""
+    proc = run_cli(["ask", "--json", URBANIZATION_Q], index_dir, profile="default")
+    assert proc.returncode == 0, proc.stderr
+    answer = json.loads(proc.stdout)
+    assert answer["model"] == "qwen2.5-coder-1.5b-instruct-q4_k_m"
+    assert "60.6" in answer["answer"] and any("60.60%" in c["text"] for c in answer["citations"])
+
+
+def test_user_errors_are_one_line_without_traceback(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DOCQA_")}
+    cases = [
+        (["ask", "--docs", str(tmp_path / "missing"), "--index", str(tmp_path / "i1"), "hi"], "does not exist"),
+        (["ask", "--docs", str(empty), "--index", str(tmp_path / "i2"), "hi"], "is empty"),
+        (["index", "--docs", str(empty), "--index", str(tmp_path / "i3")], "is empty"),
+        (["ask", "--docs", str(ROOT / "docs"), "--index", str(tmp_path / "i4"), "hi"], "no index"),
+        (["ask", "--settings", str(tmp_path / "nope.toml"), "hi"], "not found"),
+    ]
+    for args, expected in cases:
+        case_env = {**env, "DOCQA_AUTO_INDEX": "0"} if "i4" in " ".join(args) else env
+        proc = subprocess.run(
+            [sys.executable, "-m", "docqa.cli", *args], capture_output=True, text=True, env=case_env, timeout=300
+        )
+        assert proc.returncode == 2, proc.stderr
+        errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+        assert len(errors) == 1 and expected in errors[0] and "Fix:" in errors[0]
+        assert "Traceback" not in proc.stderr
