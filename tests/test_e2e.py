@@ -119,3 +119,33 @@ def test_user_errors_are_one_line_without_traceback(tmp_path):
         errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
         assert len(errors) == 1 and expected in errors[0] and "Fix:" in errors[0]
         assert "Traceback" not in proc.stderr
+
+
+def test_eval_runner_end_to_end_small_profile(index_dir, tmp_path):
+    questions = [json.loads(line) for line in (ROOT / "eval" / "questions.jsonl").read_text().splitlines()]
+    subset = [q for q in questions if q["id"] in ("q09", "q10")] + [
+        q for q in questions if q["kind"] == "out_of_scope"
+    ][:1]
+    qset = tmp_path / "set.jsonl"
+    qset.write_text("\n".join(json.dumps(q) for q in subset) + "\n")
+    out = tmp_path / "run"
+    proc = run_cli(["eval", "--set", str(qset), "--out", str(out), "--fail-under", "evidence_hit@k=0.5"], index_dir)
+    assert proc.returncode == 0, proc.stderr
+    results = json.loads((out / "results.json").read_text())
+    assert len(results["records"]) == 3 and results["config"]["profile"] == "small"
+    assert results["summary"]["abstention_recall"] == 1.0
+    assert (out / "report.md").read_text().startswith("# docqa eval")
+    assert (out / "chart.png").stat().st_size > 1000
+    assert "ttft_p50_ms" in proc.stdout
+
+    proc = run_cli(["eval", "--set", str(qset), "--out", str(out), "--fail-under", "fact_recall=1.01"], index_dir)
+    assert proc.returncode == 1 and "fail-under: fact_recall" in proc.stderr
+
+    settings_file = tmp_path / "docqa.toml"
+    proc = run_cli(
+        ["eval", "--set", str(qset), "--out", str(tmp_path / "cal"), "--calibrate", "--settings", str(settings_file)],
+        index_dir,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "min_score = " in settings_file.read_text()
+    assert (tmp_path / "cal" / "calibration.png").exists()

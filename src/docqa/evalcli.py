@@ -81,7 +81,8 @@ def run_eval_command(
         ev.write_calibration_chart(out_dir / "calibration.png", curve, threshold)
         chosen = next(c for c in curve if c["threshold"] == threshold)
         print(
-            f"min_score = {threshold:.4f}: keeps {chosen['answerable_kept']:.0%} of answerable questions and abstains on "
+            f"min_score = {threshold:.4f}: keeps {chosen['answerable_kept']:.0%} of answerable questions"
+            " and abstains on "
             f"{chosen['unanswerable_abstained']:.0%} of unanswerable ones (by retrieval score alone)"
         )
         print(f"written to {target}; curve in {out_dir / 'calibration.png'}")

@@ -291,7 +291,8 @@ def write_chart(path: Path, summary: dict, before: dict | None = None) -> None:
     ax.set_xticks(list(xs), keys, rotation=35, ha="right")
     ax.set_ylim(0, 1.05)
     ax.set_title(
-        f"docqa eval — p50 first token {fmt(summary.get('ttft_p50_ms'))} ms, answer {fmt(summary.get('total_p50_ms'))} ms"
+        f"docqa eval — p50 first token {fmt(summary.get('ttft_p50_ms'))} ms,"
+        f" answer {fmt(summary.get('total_p50_ms'))} ms"
     )
     fig.tight_layout()
     fig.savefig(path, dpi=110)

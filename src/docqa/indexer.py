@@ -187,7 +187,12 @@ def _update(settings: Settings, embedder: Embedder, rebuild: bool, progress: Pro
             doc, source, embedder.count_tokens, settings.chunk_tokens, settings.chunk_overlap_tokens
         )
         new_chunks.extend(chunks)
-        file_records[source] = {"sha256": digest, "chunks": len(chunks), "bytes": path.stat().st_size}
+        file_records[source] = {
+            "sha256": digest,
+            "chunks": len(chunks),
+            "bytes": path.stat().st_size,
+            "indexed_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
         (report.updated if source in old_files else report.added).append(source)
     report.removed = sorted(set(old_files) - {s for s, _ in files})
 

@@ -67,6 +67,7 @@ class Settings(BaseModel):
     password: str | None = None
     max_upload_mb: float = Field(20.0, gt=0)
     queue_size: int = Field(16, ge=1)
+    mcp_server: bool = False  # expose `ask` as an MCP tool (needs the `mcp` extra; not with a login)
 
     @field_validator("docs_dir", "index_dir", "prompts_dir", "cache_dir", "settings_file")
     @classmethod

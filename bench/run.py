@@ -1,0 +1,286 @@
+"""docqa's speed and memory benchmark: `python bench/run.py` (or `--quick` for CI).
+
+Writes bench/results.json and prints a table. Every number is a median over repeats (with p95 where
+there are enough samples), measured on this machine in this run. See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from docqa import metrics  # noqa: E402
+from docqa.settings import Settings  # noqa: E402
+
+# Targets from issue 6 (default profile, this 2-core machine): name -> (comparison, value)
+TARGETS = {
+    "warm_start_s": ("<=", 10.0),
+    "ttft_p50_s": ("<=", 2.5),
+    "answer_p50_s": ("<=", 8.0),
+    "decode_share_of_ceiling": (">=", 0.70),
+    "index_chunks_per_s": (">=", 100.0),
+    "retrieval_p50_ms@100000": ("<=", 20.0),
+    "peak_rss_gb": ("<=", 6.0),
+    "speedup_vs_naive": (">=", 3.0),
+}
+
+
+def median_p95(values: list[float]) -> dict[str, float | None]:
+    return {
+        "median": statistics.median(values) if values else None,
+        "p95": metrics.percentile(values, 95),
+        "n": len(values),
+    }
+
+
+def peak_rss_gb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 / 1024
+
+
+def memory_bandwidth_gbs(size_mb: int = 512, repeats: int = 5) -> float:
+    """Read bandwidth: sum over a large float32 array (reads each byte once, writes nothing)."""
+    import numpy as np
+
+    a = np.ones(size_mb * 1024 * 1024 // 4, dtype=np.float32)
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        a.sum()
+        times.append(time.perf_counter() - t)
+    return a.nbytes / statistics.median(times) / 1e9
+
+
+def start_time(settings: Settings, cache_dir: Path, repeats: int) -> list[float]:
+    """Seconds from a fresh process to a pipeline ready to answer (index loaded, model loaded)."""
+    code = (
+        "import time; t = time.perf_counter();"
+        "from docqa.pipeline import Pipeline; from docqa.settings import Settings;"
+        f"p = Pipeline.from_settings(Settings.model_validate_json({settings.model_dump_json()!r}));"
+        "p.generator; print('READY', time.perf_counter() - t)"
+    )
+    out = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        proc = subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+        )
+        if proc.returncode != 0:
+            raise RuntimeError(proc.stderr[-2000:])
+        out.append(time.perf_counter() - t)  # includes interpreter start and imports
+    return out
+
+
+def answer_speed(pipeline, questions: list[str]) -> dict:
+    ttft, total, decode, prefill = [], [], [], []
+    for q in questions:
+        a = pipeline.ask(q)
+        if a.usage.get("prompt_tokens"):
+            ttft.append(a.timings["first_token_ms"] / 1000)
+            gen_first = a.timings["first_token_ms"] - a.timings["retrieve_ms"]
+            prefill.append(a.usage["prompt_tokens"] / (gen_first / 1000))
+            n = a.usage.get("answer_tokens", 0)
+            if n > 8:
+                decode.append((n - 1) / ((a.timings["total_ms"] - a.timings["first_token_ms"]) / 1000))
+        total.append(a.timings["total_ms"] / 1000)
+    return {
+        "ttft_s": median_p95(ttft),
+        "answer_s": median_p95(total),
+        "prefill_tok_s": median_p95(prefill),
+        "decode_tok_s": median_p95(decode),
+    }
+
+
+def naive_speed(settings: Settings, pipeline, questions: list[str]) -> dict:
+    from docqa.baseline import build_naive
+
+    ask = build_naive(settings, pipeline.embedder, pipeline.generator)
+    total = []
+    for q in questions:
+        t = time.perf_counter()
+        ask(q)
+        total.append(time.perf_counter() - t)
+    return {"answer_s": median_p95(total)}
+
+
+def synthetic_texts(n: int, seed: int = 0) -> list[str]:
+    rng = random.Random(seed)
+    vocab = [f"w{i}" for i in range(20000)] + ["poverty", "rural", "rate", "2019", "farmers", "policy", "income"]
+    return [" ".join(rng.choices(vocab, k=rng.randint(60, 100))) for _ in range(n)]
+
+
+def indexing_throughput(embedder, n_chunks: int) -> float:
+    texts = synthetic_texts(n_chunks, seed=1)
+    t = time.perf_counter()
+    embedder.embed(texts)
+    return n_chunks / (time.perf_counter() - t)
+
+
+def retrieval_latency(embedder, sizes: list[int], queries: int) -> dict:
+    """Query latency (embed the query, FAISS flat search, BM25, fusion, dedup) on synthetic indexes.
+
+    Vectors are random unit vectors (embedding 100k chunks would take the run minutes); the text
+    is random words, so BM25 does real work.
+    """
+    import faiss
+    import numpy as np
+
+    from docqa.retrieval import Retriever
+    from docqa.store import StoredIndex
+    from docqa.types import Chunk
+
+    out = {}
+    rng = np.random.default_rng(0)
+    for n in sizes:
+        texts = synthetic_texts(n, seed=n)
+        vectors = rng.standard_normal((n, embedder.dim)).astype(np.float32)
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+        flat = faiss.IndexFlatIP(embedder.dim)
+        flat.add(vectors)
+        chunks = [Chunk(str(i), "synthetic.txt", t, 0, len(t)) for i, t in enumerate(texts)]
+        t0 = time.perf_counter()
+        retriever = Retriever(StoredIndex(chunks, vectors, flat, {"dim": embedder.dim}, Path(".")), embedder)
+        build_s = time.perf_counter() - t0
+        lat = []
+        for i in range(queries):
+            q = f"what was the rural poverty rate in 2019 w{i} w{i * 7}"
+            t = time.perf_counter()
+            retriever.retrieve(q, 4, "hybrid")
+            lat.append((time.perf_counter() - t) * 1000)
+        out[str(n)] = {"latency_ms": median_p95(lat), "bm25_build_s": build_s}
+    return out
+
+
+def check_targets(flat: dict) -> list[dict]:
+    rows = []
+    for key, (op, want) in TARGETS.items():
+        got = flat.get(key)
+        met = None if got is None else (got <= want if op == "<=" else got >= want)
+        rows.append({"target": key, "want": f"{op} {want}", "got": got, "met": met})
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument(
+        "--quick", action="store_true", help="small profile, few questions, sizes up to 10k: a CI smoke run"
+    )
+    ap.add_argument(
+        "--profile", choices=["default", "small"], help="generator profile [default: default, small with --quick]"
+    )
+    ap.add_argument("--questions", type=int, help="how many eval questions to time [20; 3 with --quick]")
+    ap.add_argument("--no-naive", action="store_true", help="skip the naive LlamaIndex pipeline")
+    ap.add_argument("--cold", action="store_true", help="also time a cold start (GGUF conversion into an empty cache)")
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results.json")
+    args = ap.parse_args()
+    quick = args.quick
+    profile = args.profile or ("small" if quick else "default")
+    n_questions = args.questions or (3 if quick else 20)
+
+    from docqa import evaluation as ev
+    from docqa.pipeline import Pipeline
+
+    work = Path(tempfile.mkdtemp(prefix="docqa-bench-"))
+    settings = Settings.load(
+        profile=profile, docs_dir=ROOT / "docs", index_dir=work / "index", prompts_dir=ROOT / "prompts"
+    )
+    results: dict = {
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "processor": platform.processor()},
+        "profile": profile,
+        "quick": quick,
+        "settings": {"dtype": settings.dtype, "top_k": settings.top_k, "max_new_tokens": settings.max_new_tokens},
+    }
+
+    def say(msg: str) -> None:
+        print(f"[bench] {msg}", file=sys.stderr, flush=True)
+
+    bandwidth = memory_bandwidth_gbs()
+    results["memory_bandwidth_gbs"] = bandwidth
+    say(f"memory read bandwidth {bandwidth:.1f} GB/s")
+
+    t = time.perf_counter()
+    pipeline = Pipeline.from_settings(settings)
+    results["index_build_s"] = time.perf_counter() - t
+    gen = pipeline.generator
+    params = sum(p.numel() for p in gen.model.parameters())
+    bytes_per_param = next(gen.model.parameters()).element_size()
+    results["model"] = {"name": gen.name, "params": params, "bytes_per_param": bytes_per_param}
+    ceiling = bandwidth * 1e9 / (params * bytes_per_param)
+    results["decode_ceiling_tok_s"] = ceiling
+
+    if args.cold:
+        cold_cache = work / "cold-cache"
+        cold = start_time(settings.model_copy(update={"cache_dir": cold_cache}), cold_cache, 1)
+        results["cold_start_s"] = median_p95(cold)
+        say(f"cold start {cold[0]:.1f} s")
+    warm = start_time(settings, settings.resolved_cache_dir, 1 if quick else 3)
+    results["warm_start_s"] = median_p95(warm)
+    say(f"warm start {statistics.median(warm):.1f} s")
+
+    questions = [q.question for q in ev.load_questions(ROOT / "eval" / "questions.jsonl") if q.answerable][:n_questions]
+    pipeline.ask(questions[0])  # warm-up: first call pays one-off allocation costs
+    results["docqa"] = answer_speed(pipeline, questions)
+    say(f"docqa answer p50 {results['docqa']['answer_s']['median']:.1f} s over {len(questions)} questions")
+    if not args.no_naive:
+        results["naive"] = naive_speed(settings, pipeline, questions)
+        say(f"naive answer p50 {results['naive']['answer_s']['median']:.1f} s")
+
+    results["index_chunks_per_s"] = indexing_throughput(pipeline.embedder, 200 if quick else 1000)
+    sizes = [1000, 10000] if quick else [1000, 10000, 100000]
+    results["retrieval"] = retrieval_latency(pipeline.embedder, sizes, 20 if quick else 50)
+    results["peak_rss_gb"] = peak_rss_gb()
+
+    d = results["docqa"]
+    flat = {
+        "warm_start_s": results["warm_start_s"]["median"],
+        "ttft_p50_s": d["ttft_s"]["median"],
+        "answer_p50_s": d["answer_s"]["median"],
+        "decode_share_of_ceiling": (d["decode_tok_s"]["median"] or 0) / ceiling,
+        "index_chunks_per_s": results["index_chunks_per_s"],
+        "peak_rss_gb": results["peak_rss_gb"],
+    }
+    for n, r in results["retrieval"].items():
+        flat[f"retrieval_p50_ms@{n}"] = r["latency_ms"]["median"]
+    if "naive" in results:
+        flat["speedup_vs_naive"] = results["naive"]["answer_s"]["median"] / d["answer_s"]["median"]
+    results["headline"] = flat
+    results["targets"] = check_targets(flat)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2))
+
+    print(f"\ndocqa bench ({profile} profile, {len(questions)} questions) -> {args.out}")
+    print(f"{'measure':<28} {'value':>10}   target")
+    for row in results["targets"]:
+        got = "–" if row["got"] is None else f"{row['got']:.2f}"
+        status = {True: "met", False: "MISSED", None: "not measured"}[row["met"]]
+        print(f"{row['target']:<28} {got:>10}   {row['want']} {status}")
+    extra = {
+        "prefill tok/s p50": d["prefill_tok_s"]["median"],
+        "decode tok/s p50": d["decode_tok_s"]["median"],
+        "decode ceiling tok/s": ceiling,
+        "memory bandwidth GB/s": bandwidth,
+        "ttft p95 s": d["ttft_s"]["p95"],
+        "answer p95 s": d["answer_s"]["p95"],
+    }
+    for key, value in extra.items():
+        print(f"{key:<28} {'–' if value is None else f'{value:.2f}':>10}")
+
+
+if __name__ == "__main__":
+    main()

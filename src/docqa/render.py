@@ -1,0 +1,255 @@
+"""Turn answers, passages and index reports into HTML for the web page.
+
+Everything that came from a document or from the model is escaped here, so the page shows it as
+text: a passage holding `<script>` or `<img src=...>` can't run or load anything. The only tags on
+the page are the ones written below. Pure functions; the web module only places their output.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Iterable, Sequence
+
+from docqa.bm25 import tokenize
+from docqa.chunking import paragraph_spans, sentence_spans
+from docqa.citations import support
+from docqa.indexer import IndexReport
+from docqa.types import Answer, Citation, Passage
+from docqa.uploads import DocumentRow
+
+ABSTAIN_BADGE = "Not found in the documents"
+_MARKER = re.compile(r"\[(\d+)\]")  # the checked answer writes markers as plain "[n]"
+# Besides HTML's own specials: "![x](url)" and "[x](url)" would become images and links if any
+# later stage rendered Markdown, "$$" would start LaTeX, and "${...}" / "{{...}}" are template
+# syntax in Gradio's HTML component. As entities they display the same and mean nothing.
+_INERT = str.maketrans({"!": "&#33;", "[": "&#91;", "]": "&#93;", "$": "&#36;", "{": "&#123;", "}": "&#125;"})
+
+
+def esc(text: str) -> str:
+    """Escape text for HTML so that it can only ever display as text.
+
+    >>> esc('<img src=x onerror="alert(1)"> ![y](http://e.com/y.png)')
+    '&lt;img src=x onerror=&quot;alert(1)&quot;&gt; &#33;&#91;y&#93;(http://e.com/y.png)'
+    """
+    return html.escape(text, quote=True).translate(_INERT)
+
+
+def esc_lines(text: str) -> str:
+    """Escape, keeping line breaks visible.
+
+    >>> esc_lines("a<b\\nc")
+    'a&lt;b<br>c'
+    """
+    return "<br>".join(esc(line) for line in text.split("\n"))
+
+
+def link_markers(text: str, known: Iterable[int]) -> str:
+    """Escape an answer and turn each [n] naming a known passage into a link to its card `#src-n`.
+
+    >>> link_markers("It rose [1]. <b>[7]</b>", [1])
+    'It rose <a class="cite" href="#src-1" title="Show passage 1">[1]</a>. &lt;b&gt;&#91;7&#93;&lt;/b&gt;'
+    """
+    known = set(known)
+    out: list[str] = []
+    pos = 0
+    for m in _MARKER.finditer(text):
+        n = int(m.group(1))
+        if n not in known:
+            continue
+        out.append(esc_lines(text[pos : m.start()]))
+        out.append(f'<a class="cite" href="#src-{n}" title="Show passage {n}">[{n}]</a>')
+        pos = m.end()
+    out.append(esc_lines(text[pos:]))
+    return "".join(out)
+
+
+def answer_html(answer: Answer) -> str:
+    """The chat bubble for a finished answer; an abstention gets its own class and a badge."""
+    if answer.abstained:
+        reason = f'<div class="abstain-reason">{esc(answer.abstain_reason)}</div>' if answer.abstain_reason else ""
+        return (
+            f'<div class="docqa-answer abstained"><span class="badge">{ABSTAIN_BADGE}</span> '
+            f"{esc_lines(answer.answer)}{reason}</div>"
+        )
+    body = link_markers(answer.answer, [c.n for c in answer.citations])
+    return f'<div class="docqa-answer">{body}</div>'
+
+
+def streaming_html(partial: str) -> str:
+    """The chat bubble while tokens arrive: escaped text, markers not yet checked."""
+    return f'<div class="docqa-answer streaming">{esc_lines(partial)}<span class="cursor">▍</span></div>'
+
+
+def error_html(message: str) -> str:
+    return f'<div class="docqa-answer failed"><span class="badge">Error</span> {esc(message)}</div>'
+
+
+def question_html(question: str) -> str:
+    return f'<div class="docqa-question">{esc_lines(question)}</div>'
+
+
+def supporting_span(passage_text: str, claims: Sequence[str]) -> tuple[int, int] | None:
+    """The (start, end) of the passage sentence that best supports the answer sentences `claims`.
+
+    Best = covers the largest share of a claim's content words (numbers weigh three words), first
+    such sentence on ties. None when no sentence shares a word with any claim.
+
+    >>> text = "Tea grows in Yunnan. The harvest begins in March. It ends in October."
+    >>> s, e = supporting_span(text, ["The harvest begins in March [1]."])
+    >>> text[s:e]
+    'The harvest begins in March.'
+    """
+    best: tuple[float, int, int] | None = None
+    for para in paragraph_spans(passage_text):
+        for span in sentence_spans(passage_text, para):
+            sentence = passage_text[span.start : span.end]
+            if not tokenize(sentence):
+                continue
+            score = max((support(claim, sentence) for claim in claims), default=0.0)
+            if score > 0 and (best is None or score > best[0]):
+                best = (score, span.start, span.end)
+    return (best[1], best[2]) if best else None
+
+
+def passage_text_html(text: str, claims: Sequence[str] = ()) -> str:
+    """The passage, escaped, with the sentence supporting `claims` wrapped in <mark>.
+
+    >>> passage_text_html("Tea <b>grows</b>. It rose to 60.60% in 2019.", ["The rate was 60.60% in 2019."])
+    'Tea &lt;b&gt;grows&lt;/b&gt;. <mark>It rose to 60.60% in 2019.</mark>'
+    """
+    span = supporting_span(text, claims) if claims else None
+    if span is None:
+        return esc_lines(text)
+    start, end = span
+    return f"{esc_lines(text[:start])}<mark>{esc_lines(text[start:end])}</mark>{esc_lines(text[end:])}"
+
+
+def location(passage: Passage) -> str:
+    """Where the passage sits in its file: the page for PDFs, else character offsets.
+
+    >>> from docqa.types import Chunk
+    >>> location(Passage(1, Chunk("id", "a.txt", "text", 1948, 2495), 0.7))
+    'characters 1948–2495'
+    """
+    c = passage.chunk
+    if c.page is not None:
+        return f"page {c.page}"
+    return f"characters {c.start}–{c.end}"
+
+
+def passage_card(passage: Passage, claims: Sequence[str] = (), cited: bool = True) -> str:
+    """One source card; its id `src-n` is the target of the answer's [n] links."""
+    c = passage.chunk
+    heading = f'<span class="src-heading">{esc(c.heading)}</span>' if c.heading else ""
+    css = "src-card cited" if cited else "src-card"
+    return (
+        f'<div class="{css}" id="src-{passage.n}">'
+        f'<div class="src-head"><span class="src-n">[{passage.n}]</span> '
+        f'<span class="src-file">{esc(c.source)}</span>{heading}'
+        f'<span class="src-loc">{esc(location(passage))}</span></div>'
+        f'<div class="src-text">{passage_text_html(c.text, claims)}</div></div>'
+    )
+
+
+def sources_html(answer: Answer | None) -> str:
+    """The sources panel: cited passages with the supporting sentence marked, the rest collapsed."""
+    if answer is None:
+        return '<div class="docqa-sources empty">Sources of the answer appear here.</div>'
+    parts = ['<div class="docqa-sources">']
+    parts.append(f'<div class="src-question">Question: {esc(answer.question)}</div>')
+    if answer.standalone_question:
+        parts.append(f'<div class="src-rewritten">Searched as: {esc(answer.standalone_question)}</div>')
+    for notice in answer.notices:
+        parts.append(f'<div class="src-notice">{esc(notice)}</div>')
+    if answer.abstained:
+        parts.append(f'<div class="src-abstained"><span class="badge">{ABSTAIN_BADGE}</span>')
+        if answer.abstain_reason:
+            parts.append(f" {esc(answer.abstain_reason)}")
+        parts.append("</div>")
+    cited = {c.n: c for c in answer.citations}
+    if answer.citations:
+        parts.append("<h4>Cited passages</h4>")
+        parts.extend(citation_card(c) for c in answer.citations)
+    others = [p for p in answer.retrieved if p.n not in cited]
+    if others:
+        label = "passage" if len(others) == 1 else "passages"
+        parts.append(f'<details class="uncited"><summary>{len(others)} more {label} retrieved, not cited</summary>')
+        parts.extend(passage_card(p, cited=False) for p in others)
+        parts.append("</details>")
+    parts.append("</div>")
+    return "".join(parts)
+
+
+def citation_card(citation: Citation) -> str:
+    return passage_card(citation.passage, citation.sentences, cited=True)
+
+
+def status_line(status: dict) -> str:
+    """One line about the index and models, from `Pipeline.status()`.
+
+    >>> status_line({"documents": 1, "chunks": 28, "embed_model": "m", "llm": "q", "built_at": "2026-01-01"})
+    '1 document · 28 chunks · indexed 2026-01-01 · embeddings m · answers q'
+    """
+    docs = status.get("documents", 0)
+    parts = [f"{docs} document{'s' if docs != 1 else ''}", f"{status.get('chunks', 0)} chunks"]
+    if status.get("built_at"):
+        parts.append(f"indexed {status['built_at']}")
+    parts.append(f"embeddings {status.get('embed_model')}")
+    parts.append(f"answers {status.get('llm')}")
+    return " · ".join(esc(str(p)) for p in parts)
+
+
+def report_html(report: IndexReport) -> str:
+    """What a re-index did, with every file that failed and why."""
+    parts = [f'<div class="docqa-report"><div>{esc(report.summary())}</div>']
+    if report.rebuilt_because:
+        parts.append(f"<div>Rebuilt: {esc(report.rebuilt_because)}</div>")
+    for label, items in (("Added", report.added), ("Updated", report.updated), ("Removed", report.removed)):
+        if items:
+            parts.append(f"<div>{label}: {esc(', '.join(items))}</div>")
+    if report.failed:
+        parts.append('<div class="failed"><b>Not indexed:</b><ul>')
+        parts.extend(f"<li>{esc(p.source)}: {esc(p.reason)}</li>" for p in report.failed)
+        parts.append("</ul></div>")
+    if report.warnings:
+        parts.append('<div class="warnings"><b>Warnings:</b><ul>')
+        parts.extend(f"<li>{esc(p.source)}: {esc(p.reason)}</li>" for p in report.warnings)
+        parts.append("</ul></div>")
+    parts.append("</div>")
+    return "".join(parts)
+
+
+def messages_html(lines: Iterable[str], css: str = "docqa-messages") -> str:
+    """Escaped lines as a list, e.g. the outcome of an upload."""
+    items = "".join(f"<li>{esc(line)}</li>" for line in lines)
+    return f'<ul class="{css}">{items}</ul>' if items else ""
+
+
+def human_size(size: int | None) -> str:
+    """Bytes for people.
+
+    >>> human_size(14653), human_size(3_200_000), human_size(None)
+    ('14.3 KB', '3.2 MB', '–')
+    """
+    if size is None:
+        return "–"
+    if size < 1000:
+        return f"{size} B"
+    if size < 1_000_000:
+        return f"{size / 1024:.1f} KB"
+    return f"{size / 1e6:.1f} MB"
+
+
+def documents_html(rows: Sequence[DocumentRow]) -> str:
+    """The Documents tab's table: file, state, chunks, size, when indexed, and why a file failed."""
+    if not rows:
+        return '<div class="docqa-docs empty">No documents yet: upload some below.</div>'
+    head = "<tr><th>File</th><th>State</th><th>Chunks</th><th>Size</th><th>Last indexed</th><th>Note</th></tr>"
+    body = "".join(
+        f'<tr class="{re.sub(r"[^a-z]+", "-", row.state)}"><td>{esc(row.source)}</td><td>{esc(row.state)}</td>'
+        f"<td>{'' if row.chunks is None else row.chunks}</td><td>{esc(human_size(row.size_bytes))}</td>"
+        f"<td>{esc(row.indexed_at or '')}</td><td>{esc(row.note or '')}</td></tr>"
+        for row in rows
+    )
+    return f'<table class="docqa-docs">{head}{body}</table>'

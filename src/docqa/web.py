@@ -1,0 +1,458 @@
+"""The web chat: a Gradio page and a JSON API over the library.
+
+The page places what the library computes: answers stream from `Pipeline.stream`, HTML comes
+from `docqa.render` (which escapes every document and model string), and the Documents tab calls
+`docqa.uploads`. One generation runs at a time; the rest wait in a bounded queue.
+"""
+
+from __future__ import annotations
+
+import os
+
+# Gradio reads this when it is imported and again in Blocks(): docqa never sends telemetry, and the
+# version check it would trigger can't reach the network anyway.
+os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+
+import threading  # noqa: E402
+import typing  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
+from typing import Any  # noqa: E402
+
+import gradio as gr  # noqa: E402
+from pydantic import ValidationError  # noqa: E402
+
+from docqa import render, uploads  # noqa: E402
+from docqa.errors import DocqaError, SettingsError  # noqa: E402
+from docqa.indexer import IndexReport, Progress  # noqa: E402
+from docqa.models import log  # noqa: E402
+from docqa.pipeline import Pipeline, apply_runtime_settings, clean_question  # noqa: E402
+from docqa.readers import SUPPORTED  # noqa: E402
+from docqa.settings import Settings  # noqa: E402
+from docqa.types import Answer  # noqa: E402
+
+PROFILES: tuple[str, ...] = typing.get_args(Settings.model_fields["profile"].annotation)
+# Answers (page and API) and re-indexing share one concurrency group of size 1: the CPU runs one
+# model call at a time, and a re-index never swaps the index under a running answer.
+MODEL_GROUP = "docqa-model"
+EXAMPLES = 4
+
+CSS = """
+.docqa-answer.abstained { border-left: 4px solid #b45309; padding-left: 8px; color: #78350f; }
+.docqa-answer .badge, .src-abstained .badge { display: inline-block; font-size: 0.8em; font-weight: 600;
+  padding: 1px 6px; margin-right: 4px; border-radius: 4px; background: #fef3c7; color: #92400e; }
+.docqa-answer.failed .badge { background: #fee2e2; color: #991b1b; }
+.docqa-answer .abstain-reason { font-size: 0.85em; opacity: 0.8; margin-top: 4px; }
+.docqa-answer .cursor { opacity: 0.6; }
+a.cite { font-weight: 600; text-decoration: none; padding: 0 1px; }
+#docqa-sources { max-height: 70vh; overflow-y: auto; }
+.docqa-sources .src-question { font-weight: 600; }
+.docqa-sources .src-rewritten, .docqa-sources .src-notice { font-size: 0.9em; font-style: italic; }
+.docqa-sources .src-abstained { margin: 6px 0; }
+.src-card { border: 1px solid var(--border-color-primary); border-radius: 6px; padding: 8px; margin: 8px 0;
+  scroll-margin-top: 12px; }
+.src-card:target { outline: 3px solid var(--color-accent); }
+.src-card .src-head { font-size: 0.85em; margin-bottom: 4px; display: flex; flex-wrap: wrap; gap: 6px; }
+.src-card .src-file { font-weight: 600; }
+.src-card .src-heading { font-style: italic; }
+.src-card .src-loc { opacity: 0.7; }
+.src-card mark { background: #fde68a; color: inherit; padding: 0 1px; }
+.docqa-sources details.uncited summary { cursor: pointer; margin-top: 8px; }
+table.docqa-docs { width: 100%; border-collapse: collapse; }
+table.docqa-docs th, table.docqa-docs td { text-align: left; padding: 4px 8px;
+  border-bottom: 1px solid var(--border-color-primary); }
+table.docqa-docs tr.not-indexed-yet td, table.docqa-docs tr.changed-since-indexing td { font-style: italic; }
+table.docqa-docs tr.can-t-be-indexed td { color: #b91c1c; }
+.docqa-report .failed { color: #b91c1c; }
+#docqa-status { font-size: 0.9em; opacity: 0.85; }
+"""
+
+
+class Pipelines:
+    """One pipeline per generator profile, sharing the embedder and the live index.
+
+    Built on first use of a profile; a re-index through any of them is seen by all.
+    """
+
+    def __init__(self, base: Pipeline) -> None:
+        self.base = base
+        self._by_profile: dict[str, Pipeline] = {base.settings.profile: base}
+        self._lock = threading.Lock()
+
+    @property
+    def settings(self) -> Settings:
+        return self.base.settings
+
+    def get(self, profile: str | None = None) -> Pipeline:
+        profile = profile or self.base.settings.profile
+        if profile not in PROFILES:
+            raise SettingsError(f"unknown profile {profile!r}", f"choose one of {', '.join(PROFILES)}")
+        with self._lock:
+            pipeline = self._by_profile.get(profile)
+            if pipeline is None:
+                settings = self.base.settings.model_copy(update={"profile": profile, "auto_index": False})
+                pipeline = Pipeline.from_settings(settings, embedder=self.base.embedder)
+                self._by_profile[profile] = pipeline
+            # Only the generator differs between profiles; retrieval is the base's, current index included.
+            pipeline.retriever = self.base.retriever
+            return pipeline
+
+    def reindex(self, progress: Progress | None = None) -> IndexReport:
+        with self._lock:
+            report = self.base.reindex(progress=progress)
+            for pipeline in self._by_profile.values():
+                pipeline.retriever = self.base.retriever
+            return report
+
+    def status(self, profile: str | None = None) -> dict:
+        return self.get(profile).status()
+
+
+def checked_options(settings: Settings, **values: Any) -> Settings:
+    """`settings` with the page's choices applied, validated by the Settings model itself."""
+    copy = settings.model_copy()
+    try:
+        for key, value in values.items():
+            if value is not None:
+                setattr(copy, key, value)  # validate_assignment checks bounds and types
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise SettingsError(f"{first['loc'][0]}: {first['msg']}", "pick a value inside the slider's range") from None
+    return copy
+
+
+def chat_messages(
+    turns: list[Answer], pending: str | None = None, partial: str | None = None, error: str | None = None
+) -> list[dict[str, str]]:
+    """Chatbot messages for the finished turns, plus the question being answered, if any."""
+    messages = []
+    for answer in turns:
+        messages.append({"role": "user", "content": render.question_html(answer.question)})
+        messages.append({"role": "assistant", "content": render.answer_html(answer)})
+    if pending is not None:
+        messages.append({"role": "user", "content": render.question_html(pending)})
+        if error is not None:
+            messages.append({"role": "assistant", "content": render.error_html(error)})
+        elif partial is not None:
+            messages.append({"role": "assistant", "content": render.streaming_html(partial)})
+    return messages
+
+
+def chat_stream(
+    pipelines: Pipelines,
+    question: str,
+    history: list[Answer],
+    profile: str | None = None,
+    top_k: float | None = None,
+    max_new_tokens: float | None = None,
+) -> Iterator[tuple[list[dict[str, str]], str | None, list[Answer] | None]]:
+    """One chat turn as (messages, sources panel, history) updates; None where nothing changed.
+
+    While tokens arrive only the messages change; the last update carries the checked answer, its
+    sources and the history with the new turn. A DocqaError ends the turn with an error bubble and
+    leaves the history as it was.
+    """
+    try:
+        options = checked_options(
+            pipelines.settings,
+            profile=profile,
+            top_k=None if top_k is None else int(top_k),
+            max_new_tokens=None if max_new_tokens is None else int(max_new_tokens),
+        )
+        pipeline = pipelines.get(options.profile)
+        previous = [(a.question, a.answer) for a in history]  # the pipeline decides whether to rewrite
+        partial = ""
+        for item in pipeline.stream(question, previous, top_k=options.top_k, max_new_tokens=options.max_new_tokens):
+            if isinstance(item, Answer):
+                history = [*history, item]
+                yield chat_messages(history), render.sources_html(item), history
+            else:
+                partial += item
+                yield chat_messages(history, pending=question, partial=partial), None, None
+    except DocqaError as exc:
+        yield chat_messages(history, pending=question, error=exc.message), None, history
+
+
+def documents_view(pipelines: Pipelines) -> tuple[str, list[str]]:
+    """The documents table and the names the delete menu offers."""
+    report = pipelines.base.last_index_report
+    rows = uploads.list_documents(
+        pipelines.settings, pipelines.base.retriever.index.manifest, report.failed if report else ()
+    )
+    return render.documents_html(rows), [row.source for row in rows if row.state != "missing from folder"]
+
+
+def examples(pipelines: Pipelines) -> list[dict[str, str]]:
+    return [{"text": q} for q in uploads.example_questions(pipelines.base.retriever.chunks, EXAMPLES)]
+
+
+def build_app(pipeline: Pipeline) -> gr.Blocks:
+    """The page: a Chat tab (chat, sources panel, settings) and a Documents tab; plus the /ask API."""
+    pipelines = Pipelines(pipeline)
+    settings = pipeline.settings
+    docs_html, doc_names = documents_view(pipelines)
+
+    with gr.Blocks(title="docqa", analytics_enabled=False, fill_width=True) as demo:
+        turns = gr.State([])  # list[Answer], this browser session's conversation, oldest first
+        pending = gr.State("")  # the question being answered
+        with gr.Tab("Chat", id="chat"):
+            status = gr.HTML(render.status_line(pipelines.status()), elem_id="docqa-status")
+            with gr.Row(equal_height=False):
+                with gr.Column(scale=3):
+                    chatbot = gr.Chatbot(
+                        label="docqa",
+                        elem_id="docqa-chat",
+                        height=560,
+                        render_markdown=False,  # content is HTML built by docqa.render, escaped there
+                        sanitize_html=True,  # and sanitized again in the browser
+                        latex_delimiters=[],
+                        allow_tags=False,
+                        feedback_options=None,
+                        buttons=["copy"],
+                        examples=examples(pipelines),
+                        placeholder="Ask a question about your documents. Answers cite passages as [n].",
+                    )
+                    with gr.Row():
+                        question = gr.Textbox(
+                            placeholder="Ask about your documents…",
+                            show_label=False,
+                            scale=5,
+                            elem_id="docqa-question",
+                            max_length=settings.max_question_chars,
+                        )
+                        send = gr.Button("Send", variant="primary", scale=1, elem_id="docqa-send")
+                    clear = gr.Button("New conversation", size="sm")
+                with gr.Column(scale=2):
+                    sources = gr.HTML(render.sources_html(None), elem_id="docqa-sources", js_on_load=None)
+                    with gr.Accordion("Settings", open=False):
+                        profile = gr.Radio(
+                            list(PROFILES),
+                            value=settings.profile,
+                            label="Model profile",
+                            info="small answers faster; default answers better"
+                            if settings.llm_model is None
+                            else f"llm_model={settings.llm_model} is set and overrides the profile",
+                            interactive=settings.llm_model is None,
+                        )
+                        top_k = gr.Slider(1, 20, value=settings.top_k, step=1, label="Passages given to the model")
+                        max_tokens = gr.Slider(
+                            16, 1024, value=settings.max_new_tokens, step=16, label="Maximum answer length (tokens)"
+                        )
+        with gr.Tab("Documents", id="documents"):
+            gr.Markdown("### Documents in the folder and the index")
+            docs_table = gr.HTML(docs_html, elem_id="docqa-docs")
+            startup = pipeline.last_index_report
+            report = gr.HTML(
+                render.report_html(startup) if startup and (startup.failed or startup.warnings) else "",
+                elem_id="docqa-report",
+            )
+            gr.Markdown("### Change the documents")
+            with gr.Row():
+                with gr.Column():
+                    files = gr.File(
+                        label=f"Add documents ({', '.join(sorted(SUPPORTED))}; up to {settings.max_upload_mb:g} MB)",
+                        file_count="multiple",
+                        file_types=sorted(SUPPORTED),
+                        type="filepath",
+                        elem_id="docqa-upload",
+                    )
+                    add = gr.Button("Add and re-index", variant="primary", elem_id="docqa-add")
+                with gr.Column():
+                    to_delete = gr.Dropdown(doc_names, label="Document to delete", elem_id="docqa-delete-choice")
+                    delete = gr.Button("Delete and re-index", variant="stop", elem_id="docqa-delete")
+                    reindex_btn = gr.Button("Re-index now", elem_id="docqa-reindex")
+
+        # --- chat ---------------------------------------------------------------------------------
+        def start(text: str, history: list[Answer]) -> tuple[str, str, list[dict[str, str]]]:
+            try:
+                clean_question(text, settings.max_question_chars)
+            except DocqaError as exc:
+                raise gr.Error(exc.message, print_exception=False) from None
+            return "", text, chat_messages(history, pending=text, partial="")
+
+        def respond(
+            text: str, history: list[Answer], profile_name: str, k: float, max_new: float
+        ) -> Iterator[tuple[Any, Any, Any]]:
+            for messages, panel, new_history in chat_stream(pipelines, text, history, profile_name, k, max_new):
+                yield messages, gr.skip() if panel is None else panel, gr.skip() if new_history is None else new_history
+
+        def show_turn(history: list[Answer], evt: gr.SelectData) -> Any:
+            index = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
+            turn = int(index) // 2  # messages alternate question, answer
+            if 0 <= turn < len(history):
+                return render.sources_html(history[turn])
+            return gr.skip()
+
+        def pick_example(evt: gr.SelectData) -> str:
+            value = evt.value if isinstance(evt.value, dict) else {}
+            return str(value.get("text", ""))
+
+        def then_respond(started: Any) -> None:
+            started.success(
+                respond,
+                [pending, turns, profile, top_k, max_tokens],
+                [chatbot, sources, turns],
+                concurrency_limit=1,
+                concurrency_id=MODEL_GROUP,
+                show_progress="minimal",
+                api_visibility="private",
+            )
+
+        start_io: dict[str, Any] = dict(
+            inputs=[question, turns], outputs=[question, pending, chatbot], queue=False, api_visibility="private"
+        )
+        then_respond(gr.on([question.submit, send.click], start, **start_io))
+        then_respond(
+            chatbot.example_select(pick_example, None, question, queue=False, api_visibility="private").then(
+                start, **start_io
+            )
+        )
+        chatbot.select(show_turn, turns, sources, queue=False, api_visibility="private")
+
+        def reset() -> tuple[list, list, str]:
+            return [], [], render.sources_html(None)
+
+        clear.click(reset, None, [turns, chatbot, sources], queue=False, api_visibility="private")
+        chatbot.clear(reset, None, [turns, chatbot, sources], queue=False, api_visibility="private")
+        profile.change(
+            lambda name: render.status_line(pipelines.status(name)), profile, status, api_visibility="private"
+        )
+
+        # --- documents ----------------------------------------------------------------------------
+        def refresh(profile_name: str | None = None) -> tuple[Any, ...]:
+            table, names = documents_view(pipelines)
+            return (
+                table,
+                gr.Dropdown(choices=names, value=None),
+                render.status_line(pipelines.status(profile_name)),
+                gr.Chatbot(examples=examples(pipelines)),
+            )
+
+        def add_files(paths: list[str] | None) -> tuple[str, None]:
+            if not paths:
+                raise gr.Error("Choose one or more files first.", print_exception=False)
+            results = uploads.save_uploads(settings, paths)
+            return render.messages_html(r.message for r in results), None
+
+        def delete_file(source: str | None) -> str:
+            try:
+                uploads.delete_document(settings, source or "")
+            except DocqaError as exc:
+                raise gr.Error(exc.message, print_exception=False) from None
+            return render.messages_html([f"{source}: deleted"])
+
+        def reindex(note: str, profile_name: str, progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:  # noqa: B008
+            def report_progress(done: int, total: int, message: str) -> None:
+                progress((done, total) if total else None, desc=message)
+
+            try:
+                result = pipelines.reindex(report_progress)
+            except DocqaError as exc:
+                raise gr.Error(exc.message, print_exception=False) from None
+            return (note + render.report_html(result), *refresh(profile_name))
+
+        reindex_outputs = [report, docs_table, to_delete, status, chatbot]
+        reindex_event: dict[str, Any] = dict(
+            concurrency_limit=1,
+            concurrency_id=MODEL_GROUP,
+            show_progress_on=[report],
+            api_visibility="private",
+        )
+        add.click(add_files, files, [report, files], api_visibility="private").success(
+            reindex, [report, profile], reindex_outputs, **reindex_event
+        )
+        delete.click(delete_file, to_delete, report, api_visibility="private").success(
+            reindex, [report, profile], reindex_outputs, **reindex_event
+        )
+        reindex_btn.click(lambda: "", None, report, queue=False, api_visibility="private").then(
+            reindex, [report, profile], reindex_outputs, **reindex_event
+        )
+        demo.load(refresh, profile, [docs_table, to_delete, status, chatbot], api_visibility="private")
+
+        # --- API ----------------------------------------------------------------------------------
+        def ask(question: str, top_k: int | None = None) -> dict:
+            """Answer a question from the documents, with citations checked against the passages.
+
+            Args:
+                question: the question, in plain words.
+                top_k: how many passages to give the model (1 to 20); the server's setting if left out.
+
+            Returns:
+                The answer as the JSON object `docqa ask --json` prints (answer, abstained, citations, retrieved, ...).
+            """
+            try:
+                options = checked_options(settings, top_k=top_k)
+                return pipelines.get().ask(question, top_k=options.top_k).to_dict()
+            except DocqaError as exc:
+                raise gr.Error(exc.message, print_exception=False) from None
+
+        gr.api(ask, api_name="ask", concurrency_limit=1, concurrency_id=MODEL_GROUP)
+    return demo
+
+
+def login(settings: Settings) -> tuple[str, str] | None:
+    """The (username, password) pair for Gradio's login, or None when no login is configured."""
+    if settings.username is None and settings.password is None:
+        return None
+    if not settings.username or not settings.password:
+        raise SettingsError(
+            "only one of username and password is set", "set both (DOCQA_USERNAME and DOCQA_PASSWORD), or neither"
+        )
+    return settings.username, settings.password
+
+
+def mcp_enabled(settings: Settings) -> bool:
+    """MCP is off unless `mcp_server` (DOCQA_MCP_SERVER) asks for it."""
+    return settings.mcp_server
+
+
+def launch(demo: gr.Blocks, settings: Settings, *, block: bool = True, quiet: bool = False) -> str:
+    """Queue and serve `demo` as `settings` say; returns the local URL (after the server stops if `block`)."""
+    auth = login(settings)
+    mcp = mcp_enabled(settings)
+    if mcp:
+        try:
+            import mcp as _mcp  # noqa: F401
+        except ImportError:
+            raise SettingsError(
+                "the MCP server needs Gradio's mcp extra, which is not installed",
+                'pip install "gradio[mcp]", or turn MCP off (unset GRADIO_MCP_SERVER)',
+            ) from None
+        if auth is not None:
+            # Gradio mounts the MCP routes outside its login check: they would answer anyone.
+            raise SettingsError(
+                "the MCP server can't be protected by the login", "turn MCP off, or remove username and password"
+            )
+    if auth is None and settings.host not in ("127.0.0.1", "localhost", "::1"):
+        log(f"warning: serving on {settings.host} without a login; set username and password to require one")
+    demo.queue(max_size=settings.queue_size, default_concurrency_limit=1)
+    try:
+        _, url, _ = demo.launch(
+            server_name=settings.host,
+            server_port=settings.port,
+            auth=auth,
+            auth_message="docqa: log in with the username and password from the settings.",
+            prevent_thread_lock=not block,
+            show_error=True,
+            quiet=quiet,
+            footer_links=["api", "settings"],
+            run_history=False,  # nothing about the questions is kept in the browser
+            enable_monitoring=False,
+            max_file_size=int(settings.max_upload_mb * 1e6),
+            mcp_server=mcp,
+            ssr_mode=False,
+            css=CSS,
+        )
+    except OSError as exc:
+        raise SettingsError(
+            f"can't serve on {settings.host}:{settings.port} ({exc})", "choose another port (--port) or host"
+        ) from None
+    return url
+
+
+def serve(settings: Settings) -> None:
+    """Build the pipeline and serve the chat until interrupted (`docqa serve`, `python app.py`)."""
+    apply_runtime_settings(settings)
+    login(settings)  # a half-configured login fails before minutes of loading, not after
+    pipeline = Pipeline.from_settings(settings)
+    _ = pipeline.generator  # load now, so the first question doesn't wait for the model
+    launch(build_app(pipeline), settings)

@@ -1,0 +1,210 @@
+"""The chat page in headless Chromium, with the real small model.
+
+Needs Debian's browser and driver: `apt-get install -y chromium chromium-driver`. Selenium is always
+given the driver's path, so selenium-manager never tries to download one.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import tempfile
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from docqa.settings import Settings
+
+pytestmark = [pytest.mark.e2e, pytest.mark.browser]
+
+REPO = Path(__file__).parents[1]
+ARTIFACTS = Path(__file__).parent / "artifacts"
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+ANSWER_TIMEOUT_S = 120
+HOSTILE_DOC = """# Quokka cooperative
+
+The Quokka cooperative in Lijiang had 4,321 members in 2021. <script>window.__pwned=1</script>
+<img src=http://10.255.255.1/x.png onerror="window.__pwned=2"> ![tracker](http://10.255.255.1/y.png)
+"""
+
+HOSTILE_QUESTION = '<img src=http://10.255.255.1/q.png onerror="window.__pwned=3"> How many members did Quokka have?'
+
+if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
+    pytest.skip("needs chromium and chromedriver: apt-get install -y chromium chromium-driver", allow_module_level=True)
+
+from selenium import webdriver  # noqa: E402
+from selenium.webdriver.chrome.options import Options  # noqa: E402
+from selenium.webdriver.chrome.service import Service  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.remote.webdriver import WebDriver  # noqa: E402
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+
+# Records, in the page's own clock, when Send is clicked and when the first streamed token shows.
+TIMING_JS = """
+window.__t0 = null; window.__tfirst = null; window.__tfinal = null;
+if (window.__observer) window.__observer.disconnect();
+const before = arguments[0];
+const chat = document.querySelector('#docqa-chat');
+window.__observer = new MutationObserver(() => {
+  const streaming = chat.querySelector('.docqa-answer.streaming');
+  if (window.__t0 && !window.__tfirst && streaming && streaming.textContent.replace('▍', '').trim()) {
+    window.__tfirst = performance.now();
+  }
+  const answers = chat.querySelectorAll('.docqa-answer:not(.streaming)');
+  if (window.__t0 && !window.__tfinal && answers.length > before) window.__tfinal = performance.now();
+});
+window.__observer.observe(chat, {subtree: true, childList: true, characterData: true});
+document.querySelector('#docqa-send').addEventListener('click', () => { window.__t0 = performance.now(); },
+                                                       {capture: true, once: true});
+"""
+EXTERNAL_IMAGES_JS = """
+return Array.from(document.querySelectorAll('img'))
+  .map(img => img.getAttribute('src') || '')
+  .filter(src => /^(https?:)?\\/\\//i.test(src) && !src.startsWith(location.origin));
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory):
+    from docqa.pipeline import Pipeline
+    from docqa.web import build_app, launch
+
+    root = tmp_path_factory.mktemp("browser")
+    shutil.copytree(REPO / "docs", root / "docs")
+    settings = Settings(profile="small", docs_dir=root / "docs", index_dir=root / "index", port=free_port())
+    pipeline = Pipeline.from_settings(settings)
+    _ = pipeline.generator  # as `docqa serve` does: the model is loaded before the page opens
+    demo = build_app(pipeline)
+    url = launch(demo, settings, block=False, quiet=True)
+    yield SimpleNamespace(url=url, settings=settings, root=root)
+    demo.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    options = Options()
+    options.binary_location = str(CHROMIUM)
+    for arg in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--disable-quic",
+        "--window-size=1400,1000",
+    ):
+        options.add_argument(arg)
+    profile = tempfile.mkdtemp(prefix="docqa-chromium-")
+    options.add_argument(f"--user-data-dir={profile}")
+    driver = webdriver.Chrome(options=options, service=Service(executable_path=str(CHROMEDRIVER)))
+    yield driver
+    driver.quit()
+    shutil.rmtree(profile, ignore_errors=True)
+
+
+def wait(driver: WebDriver, condition, timeout: float = ANSWER_TIMEOUT_S, message: str = ""):
+    return WebDriverWait(driver, timeout, poll_frequency=0.2).until(lambda d: condition(d), message)
+
+
+def open_chat(driver: WebDriver, url: str) -> None:
+    driver.get(url)
+    wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#docqa-question textarea"), 30, "page did not load")
+    tab(driver, "Chat")
+
+
+def tab(driver: WebDriver, name: str) -> None:
+    button = next(b for b in driver.find_elements(By.CSS_SELECTOR, "button[role=tab]") if b.text == name)
+    button.click()
+
+
+def finished_answers(driver: WebDriver) -> list:
+    return driver.find_elements(By.CSS_SELECTOR, "#docqa-chat .docqa-answer:not(.streaming)")
+
+
+def send(driver: WebDriver, question: str) -> float:
+    """Ask through the page and wait for the checked answer; returns ms from click to first token."""
+    before = len(finished_answers(driver))
+    driver.execute_script(TIMING_JS, before)
+    box = driver.find_element(By.CSS_SELECTOR, "#docqa-question textarea")
+    box.clear()
+    box.send_keys(question)
+    driver.find_element(By.ID, "docqa-send").click()
+    wait(driver, lambda d: len(finished_answers(d)) > before, message=f"no answer to {question!r}")
+    first, final, t0 = driver.execute_script("return [window.__tfirst, window.__tfinal, window.__t0]")
+    assert t0 is not None and first is not None, "no streamed token was seen before the final answer"
+    assert first <= final
+    return first - t0
+
+
+def sources_panel(driver: WebDriver):
+    return driver.find_element(By.ID, "docqa-sources")
+
+
+def test_chat_streams_cites_and_follows_up(server, browser: WebDriver):
+    open_chat(browser, server.url)
+    assert "1 document" in browser.find_element(By.ID, "docqa-status").text
+
+    ttft_ms = send(browser, "What was China's urbanization rate in 2019?")
+    print(f"\ntime to first token in the page (small model, warm): {ttft_ms:.0f} ms")
+    answer = finished_answers(browser)[-1]
+    assert "60.60%" in answer.text
+    marker = answer.find_element(By.CSS_SELECTOR, "a.cite")
+    target = marker.get_attribute("href").rsplit("#", 1)[1]
+
+    marker.click()
+    wait(browser, lambda d: d.current_url.endswith("#" + target), 10, "the marker did not jump to its passage")
+    card = sources_panel(browser).find_element(By.ID, target)
+    assert card.is_displayed()
+    assert "60.60%" in card.find_element(By.TAG_NAME, "mark").text
+    assert "poverty-alleviation-and-rural-revitalization.txt" in card.text
+
+    send(browser, "And in 1995?")
+    follow_up = finished_answers(browser)[-1].text
+    panel = sources_panel(browser).text
+    assert "Searched as:" in panel, "the follow-up was not rewritten into a standalone question"
+    assert "29%" in follow_up or "Not found in the documents" in follow_up
+
+    # A marker in the earlier answer brings that answer's sources back into the panel.
+    finished_answers(browser)[0].find_element(By.CSS_SELECTOR, "a.cite").click()
+    wait(browser, lambda d: "urbanization rate in 2019" in sources_panel(d).text, 10, "panel did not follow the turn")
+    assert "Searched as:" not in sources_panel(browser).text
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    browser.save_screenshot(str(ARTIFACTS / "chat.png"))
+
+
+def test_hostile_document_is_shown_as_text(server, browser: WebDriver):
+    open_chat(browser, server.url)
+    hostile = server.root / "incoming" / "quokka.md"
+    hostile.parent.mkdir(exist_ok=True)
+    hostile.write_text(HOSTILE_DOC, encoding="utf-8")
+
+    tab(browser, "Documents")
+    browser.find_element(By.CSS_SELECTOR, "#docqa-upload input[type=file]").send_keys(str(hostile))
+    wait(browser, lambda d: "quokka" in d.find_element(By.ID, "docqa-upload").text, 30, "upload did not arrive")
+    browser.find_element(By.ID, "docqa-add").click()
+    wait(browser, lambda d: "Added: quokka.md" in d.find_element(By.ID, "docqa-report").text, 60, "not re-indexed")
+    assert "quokka.md" in browser.find_element(By.ID, "docqa-docs").text
+
+    tab(browser, "Chat")
+    send(browser, HOSTILE_QUESTION)
+    panel = sources_panel(browser)
+    text = panel.get_attribute("textContent")
+    assert "<script>window.__pwned=1</script>" in text  # displayed, as text
+    assert 'onerror="window.__pwned=2"' in text
+    time.sleep(1)  # give any injected handler (an image error, a script) time to fire
+    assert browser.execute_script("return typeof window.__pwned") == "undefined"
+    assert browser.execute_script(EXTERNAL_IMAGES_JS) == []
+    assert not browser.find_elements(By.CSS_SELECTOR, "#docqa-sources script, #docqa-chat script")
