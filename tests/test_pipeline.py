@@ -105,3 +105,15 @@ def test_question_number_missing_from_passages_abstains_without_model(make_pipel
     assert answer.abstained and "2015" in answer.abstain_reason and pipeline.generator.calls == []
     answer = make_pipeline("They picked 120 tonnes [1].").ask("How much tea did Pu'er farmers pick in 2020?")
     assert not answer.abstained
+
+
+def test_question_name_missing_from_passages_abstains_without_model(make_pipeline):
+    pipeline = make_pipeline("should not be called")
+    answer = pipeline.ask("Why did Mao Zedong pick the tea in Yunnan?")
+    assert answer.abstained and "Mao Zedong" in answer.abstain_reason and pipeline.generator.calls == []
+
+
+def test_invented_name_in_draft_is_abstention_and_draft_kept(make_pipeline):
+    answer = make_pipeline("Deng Xiaoping picked the tea in 2020 [1].").ask("Who picked the tea in Pu'er in 2020?")
+    assert answer.abstained and "Deng Xiaoping" in answer.abstain_reason
+    assert answer.draft == "Deng Xiaoping picked the tea in 2020 [1]."

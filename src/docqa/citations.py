@@ -139,6 +139,48 @@ def numbers(text: str) -> set[str]:
     return found
 
 
+# Words that are capitalised for grammar, not because they name something.
+_NOT_NAMES = frozenset(
+    "i a an the what which who whom whose how why when where is are was were does do did can could should would will"
+    " according in on of for to and or but if tell give list name explain describe compare please essay document"
+    " documents passage passages text article author source sources".split()
+)
+_NAME = re.compile(r"\b[A-Z][a-zA-Z']+(?:[ -][A-Z][a-zA-Z']+)*")
+
+
+def names(text: str) -> set[str]:
+    """Runs of capitalised words: a cheap stand-in for named entities.
+
+    A lone capitalised word opening a sentence is grammar, not a name, and is skipped.
+
+    >>> sorted(names("Why did Mao Zedong launch it? The Party did. Deng Xiaoping agreed."))
+    ['Deng Xiaoping', 'Mao Zedong', 'Party']
+    """
+    text = strip_markers(text)
+    found = set()
+    for m in _NAME.finditer(text):
+        words = re.split(r"[ -]", m.group())
+        opens_sentence = not text[: m.start()].strip() or text[: m.start()].rstrip()[-1] in ".!?:\"“"
+        if opens_sentence and len(words) == 1:
+            continue
+        words = [w for w in words if w.lower() not in _NOT_NAMES]
+        if words:
+            found.add(" ".join(words))
+    return found
+
+
+def unsupported_names(text: str, sources: list[str]) -> set[str]:
+    """Names in `text` with a word (stemmed) that appears in none of the sources.
+
+    >>> sorted(unsupported_names("What did Mao Zedong plan?", ["Deng Xiaoping planned it."]))
+    ['Mao Zedong']
+    >>> unsupported_names("What did Deng plan?", ["Deng Xiaoping planned it."])
+    set()
+    """
+    known = set().union(*(tokenize(s) for s in sources)) if sources else set()
+    return {name for name in names(text) if any(t not in known for t in tokenize(name))}
+
+
 def unsupported_numbers(answer: str, sources: list[str]) -> set[str]:
     """Numbers in the answer that appear in none of the sources (passages, question).
 

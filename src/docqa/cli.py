@@ -232,6 +232,8 @@ def eval_cmd(
     """Measure retrieval, answers, citations, abstention and speed on an eval set."""
     from docqa.evalcli import run_eval_command
 
+    if calibrate and settings_file is not None and not settings_file.exists():
+        settings_file.touch()  # calibration writes its threshold here
     settings = load_settings(settings_file, {**overrides, "top_k": top_k, "retrieval": retrieval})
     failures = run_eval_command(
         settings, set_path, out_dir, system, compare_path, list(fail_under), limit, retrieval_only, calibrate
@@ -246,11 +248,22 @@ def eval_cmd(
 @settings_options
 @click.option("--host", help="Address to bind [default 127.0.0.1].")
 @click.option("--port", type=int, help="Port [default 7860].")
-def serve_cmd(settings_file: Path | None, overrides: dict[str, Any], host: str | None, port: int | None) -> None:
-    """Start the web chat."""
+@click.option(
+    "--openai", "openai_api", is_flag=True, help="Serve an OpenAI-compatible API (/v1/chat/completions) instead."
+)
+def serve_cmd(
+    settings_file: Path | None, overrides: dict[str, Any], host: str | None, port: int | None, openai_api: bool
+) -> None:
+    """Start the web chat (or, with --openai, an OpenAI-compatible API)."""
+    settings = load_settings(settings_file, {**overrides, "host": host, "port": port})
+    if openai_api:
+        from docqa.openai_server import serve as serve_openai
+
+        serve_openai(settings)
+        return
     from docqa.web import serve
 
-    serve(load_settings(settings_file, {**overrides, "host": host, "port": port}))
+    serve(settings)
 
 
 def main() -> None:

@@ -11,14 +11,15 @@ from docqa import citations as cit
 from docqa.bm25 import tokenize
 from docqa.embeddings import Embedder
 from docqa.errors import QuestionError
-from docqa.indexer import IndexReport, Progress, update_index
+from docqa.backends import SearchIndex, open_retriever, update_index
+from docqa.indexer import IndexReport, Progress
 from docqa.llm import Generator, Message
 from docqa.models import log
 from docqa.prompts import Prompts
-from docqa.retrieval import Retriever
+from docqa.retrieval import Retrieval, Retriever
 from docqa.settings import Settings
-from docqa.store import StoredIndex, load_index
-from docqa.types import Answer, Passage
+from docqa.store import StoredIndex
+from docqa.types import Answer, Citation, Passage
 
 ABSTAIN_TEXT = "The documents don't answer this question."
 History = Sequence[tuple[str, str]]  # (question, answer) turns, oldest first
@@ -58,6 +59,36 @@ def needs_rewrite(question: str, history: History) -> bool:
     if len(content) <= 2 or _FOLLOW_UP_START.match(question):
         return True
     return bool(_PRONOUN.search(question)) and len(content) <= 4
+
+
+def gate(query: str, found: Retrieval, min_score: float) -> str | None:
+    """Why to abstain before generating, or None to go on.
+
+    A number or a name in the question that no passage holds means the passages are about
+    something else: whatever the model said would be off-topic or invented.
+    """
+    if not found.passages or found.best_score < min_score:
+        best = found.best_score
+        return f"no passage is close enough to the question (best similarity {best:.2f} < min_score {min_score:.2f})"
+    texts = [p.chunk.text for p in found.passages]
+    missing = sorted(cit.unsupported_numbers(query, texts)) + sorted(cit.unsupported_names(query, texts))
+    if missing:
+        return f"no passage mentions {', '.join(missing)} from the question"
+    return None
+
+
+def judge(raw: str, passages: list[Passage], questions: list[str]) -> tuple[str, list[Citation], str | None]:
+    """Check a draft answer: (answer with repaired markers, citations, why to abstain or None)."""
+    if not raw or cit.declined(raw):
+        return raw, [], "the model said the passages don't answer the question"
+    sources = [p.chunk.text for p in passages] + questions
+    invented = sorted(cit.unsupported_numbers(raw, sources)) + sorted(cit.unsupported_names(raw, sources))
+    if invented:
+        return raw, [], f"the draft answer names things found in no passage ({', '.join(invented)})"
+    checked, citations = cit.check_citations(raw, passages)
+    if not citations:
+        return raw, [], "no passage supports the draft answer"
+    return checked, citations, None
 
 
 def format_passages(passages: list[Passage]) -> str:
@@ -118,8 +149,7 @@ class Pipeline:
                 log(f"index updated: {report.summary()}")
             for problem in report.failed:
                 log(f"not indexed: {problem.source}: {problem.reason}")
-        index = load_index(settings.index_dir)
-        retriever = make_retriever(index, embedder, settings)
+        retriever = open_retriever(settings, embedder)  # FAISS or pgvector, as settings.vector_store says
         pipeline = cls(
             settings, embedder, retriever, Prompts(settings.prompts_dir), generator, lambda: load_generator(settings)
         )
@@ -142,8 +172,7 @@ class Pipeline:
     def reindex(self, rebuild: bool = False, progress: Progress | None = None) -> IndexReport:
         """Bring the index up to date with the docs folder and answer from the new one."""
         report = update_index(self.settings, self.embedder, rebuild=rebuild, progress=progress, lock_wait_s=600)
-        index = load_index(self.settings.index_dir)
-        self.retriever = make_retriever(index, self.embedder, self.settings)
+        self.retriever = open_retriever(self.settings, self.embedder)
         self.last_index_report = report
         return report
 
@@ -182,13 +211,13 @@ class Pipeline:
         timings["retrieve_ms"] = ms(t0)
         passages = found.passages
 
-        def finish(answer_text: str, abstained: bool, reason: str | None, cites=(), usage=None) -> Answer:
+        def finish(answer_text: str, reason: str | None, cites=(), usage=None, draft=None) -> Answer:
             timings.setdefault("first_token_ms", ms(started))
             timings["total_ms"] = ms(started)
             return Answer(
                 question=question,
                 answer=answer_text,
-                abstained=abstained,
+                abstained=reason is not None,
                 citations=list(cites),
                 retrieved=passages,
                 timings=timings,
@@ -197,23 +226,13 @@ class Pipeline:
                 abstain_reason=reason,
                 notices=notices,
                 usage=usage or {},
+                draft=draft,
             )
 
-        unmatched = cit.unsupported_numbers(query, [p.chunk.text for p in passages])
-        if passages and unmatched:
-            # The question names a number (a year, a rate) that no passage holds: whatever the
-            # model says would be about something else, or invented.
+        reason = gate(query, found, s.min_score)
+        if reason is not None:
             yield ABSTAIN_TEXT
-            yield finish(ABSTAIN_TEXT, True, f"no passage mentions {', '.join(sorted(unmatched))} from the question")
-            return
-        if not passages or found.best_score < s.min_score:
-            yield ABSTAIN_TEXT
-            yield finish(
-                ABSTAIN_TEXT,
-                True,
-                f"no passage is close enough to the question"
-                f" (best similarity {found.best_score:.2f} < min_score {s.min_score:.2f})",
-            )
+            yield finish(ABSTAIN_TEXT, reason)
             return
 
         messages: list[Message] = [
@@ -234,24 +253,11 @@ class Pipeline:
         timings["generate_ms"] = ms(t0)
         raw = "".join(pieces).strip()
         usage = {"prompt_tokens": generator.count_tokens(messages), "answer_tokens": _answer_tokens(generator, raw)}
-
-        if not raw or cit.declined(raw):
-            yield finish(ABSTAIN_TEXT, True, "the model said the passages don't answer the question", usage=usage)
-            return
-        invented = cit.unsupported_numbers(raw, [p.chunk.text for p in passages] + [query, text])
-        if invented:
-            yield finish(
-                ABSTAIN_TEXT,
-                True,
-                f"the draft answer had numbers found in no passage ({', '.join(sorted(invented))})",
-                usage=usage,
-            )
-            return
-        checked, citations = cit.check_citations(raw, passages)
-        if not citations:
-            yield finish(ABSTAIN_TEXT, True, "no passage supports the draft answer", usage=usage)
-            return
-        yield finish(checked, False, None, citations, usage)
+        checked, citations, reason = judge(raw, passages, [query, text])
+        if reason is not None:
+            yield finish(ABSTAIN_TEXT, reason, usage=usage, draft=raw)
+        else:
+            yield finish(checked, None, citations, usage)
 
     def rewrite(self, question: str, history: History) -> str:
         """Turn a follow-up into a standalone question with one short model call."""
@@ -308,6 +314,10 @@ def load_generator(settings: Settings) -> Generator:
     from docqa.llm import TransformersGenerator
     from docqa.models import resolve_generator
 
+    if settings.llm_backend == "openai":
+        from docqa.openai_llm import from_settings
+
+        return from_settings(settings)
     started = time.perf_counter()
     name, path = resolve_generator(settings.profile, settings.llm_model, settings.resolved_cache_dir)
     generator = TransformersGenerator(name, path, settings.dtype, settings.threads)

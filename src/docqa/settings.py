@@ -54,11 +54,25 @@ class Settings(BaseModel):
     # exact terms (numbers, names) carry more signal, and 2.0 measured best (eval/README.md).
     bm25_weight: float = Field(2.0, ge=0)
     dedup_threshold: float = Field(0.8, gt=0, le=1)
-    min_score: float = Field(0.3, ge=-1, le=1)  # best dense cosine below this: abstain
+    # Best dense cosine below this: abstain without calling the model. `docqa eval --calibrate` on the
+    # bundled set put it at 0.175 (answerable questions scored >= 0.22, off-topic ones <= 0.13).
+    min_score: float = Field(0.175, ge=-1, le=1)
 
     # Generation.
     max_new_tokens: int = Field(160, ge=1, le=4096)
     max_question_chars: int = Field(2000, ge=10)
+
+    # Backends (issue 7). `llm_backend = "openai"` sends generation to any OpenAI-compatible server
+    # (vLLM, TGI, llama.cpp, Ollama, another `docqa serve --openai`); needs the `openai` extra.
+    llm_backend: Literal["transformers", "openai"] = "transformers"
+    openai_base_url: str | None = None  # e.g. http://127.0.0.1:8000/v1
+    openai_model: str | None = None  # the model name the server knows
+    openai_api_key: str | None = Field(None, repr=False)  # env DOCQA_OPENAI_API_KEY
+    # `vector_store = "pgvector"` keeps chunks, vectors and the manifest in PostgreSQL at `pg_url`
+    # (e.g. postgresql://user:pass@host:5432/db); needs the `pgvector` extra.
+    vector_store: Literal["faiss", "pgvector"] = "faiss"
+    pg_url: str | None = Field(None, repr=False)
+    pg_table: str = Field("docqa", pattern=r"^[a-z_][a-z0-9_]{0,40}$")  # table-name prefix
 
     # Web server.
     host: str = "127.0.0.1"

@@ -89,6 +89,7 @@ class Answer:
     abstain_reason: str | None = None
     notices: list[str] = field(default_factory=list)
     usage: dict[str, int] = field(default_factory=dict)  # prompt_tokens, answer_tokens
+    draft: str | None = None  # the model's text when the checks turned it into an abstention
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -104,4 +105,5 @@ class Answer:
             "standalone_question": self.standalone_question,
             "notices": list(self.notices),
             "usage": dict(self.usage),
+            "draft": self.draft,
         }
