@@ -1,4 +1,4 @@
-from docqa.pipeline import ABSTAIN_TEXT, clean_question, needs_rewrite
+from docqa.pipeline import ABSTAIN_TEXT, SpeedModel, clean_question, needs_rewrite
 from docqa.prompts import TEMPLATES, Prompts
 from docqa.types import Answer
 from fakes import passage_text
@@ -117,3 +117,27 @@ def test_invented_name_in_draft_is_abstention_and_draft_kept(make_pipeline):
     answer = make_pipeline("Deng Xiaoping picked the tea in 2020 [1].").ask("Who picked the tea in Pu'er in 2020?")
     assert answer.abstained and "Deng Xiaoping" in answer.abstain_reason
     assert answer.draft == "Deng Xiaoping picked the tea in 2020 [1]."
+
+
+def test_time_budget_skips_rewrite_and_trims_passages(make_pipeline):
+    pipeline = make_pipeline("The harvest begins in March [1].", answer_budget_s=5.0, top_k=4, min_score=0.0)
+    pipeline.speed.observe(prompt_tokens=100, answer_tokens=41, prefill_s=1.0, generate_s=5.0)  # 100 tok/s, 10 tok/s
+    history = [("When does the tea harvest begin?", "In March [1].")]
+    answer = pipeline.ask("and when does it end?", history)
+    assert answer.standalone_question == "When does the tea harvest begin? and when does it end?"
+    assert not any("Follow-up question" in m[-1]["content"] for m in pipeline.generator.calls), "rewrite call made"
+    assert any("time budget" in n for n in answer.notices)
+    assert len(answer.retrieved) <= 4
+
+
+def test_budget_trims_low_ranked_passages_only_when_over(make_pipeline, docs):
+    for i in range(6):
+        (docs / f"farm{i}.txt").write_text(f"Farm {i} grows tea and rice. The tea harvest on farm {i} begins in March.")
+    pipeline = make_pipeline("The harvest begins in March [1].", top_k=5, min_score=0.0, answer_budget_s=4.0)
+    question = "When does the tea harvest begin on the farm?"
+    assert len(pipeline.ask(question).retrieved) == 5  # nothing measured yet: no trimming
+    pipeline.speed = SpeedModel(prefill_tok_s=50.0, decode_tok_s=10.0, answer_tokens=41)  # ~4 s before passages
+    answer = pipeline.ask(question)
+    assert 2 <= len(answer.retrieved) < 5 and any("passages to stay in the time budget" in n for n in answer.notices)
+    pipeline.settings.answer_budget_s = None
+    assert len(pipeline.ask(question).retrieved) == 5

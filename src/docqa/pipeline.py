@@ -5,13 +5,14 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Literal
 
 from docqa import citations as cit
+from docqa.backends import SearchIndex, open_retriever, update_index
 from docqa.bm25 import tokenize
 from docqa.embeddings import Embedder
 from docqa.errors import QuestionError
-from docqa.backends import SearchIndex, open_retriever, update_index
 from docqa.indexer import IndexReport, Progress
 from docqa.llm import Generator, Message
 from docqa.models import log
@@ -59,6 +60,52 @@ def needs_rewrite(question: str, history: History) -> bool:
     if len(content) <= 2 or _FOLLOW_UP_START.match(question):
         return True
     return bool(_PRONOUN.search(question)) and len(content) <= 4
+
+
+@dataclass
+class SpeedModel:
+    """Running estimates of this machine's generation speed, from the answers so far.
+
+    Used only with a time budget, to skip optional work (a rewrite call, low-ranked passages)
+    when the estimate says the answer would overrun.
+    """
+
+    prefill_tok_s: float | None = None
+    decode_tok_s: float | None = None
+    answer_tokens: float = 40.0  # typical answer length; updated as answers come in
+    prompt_tokens: float = 700.0
+    weight: float = 0.3  # exponential moving average: recent answers count most
+
+    def observe(self, prompt_tokens: int, answer_tokens: int, prefill_s: float, generate_s: float) -> None:
+        def ema(old: float | None, new: float) -> float:
+            return new if old is None else (1 - self.weight) * old + self.weight * new
+
+        if prefill_s > 0:
+            self.prefill_tok_s = ema(self.prefill_tok_s, prompt_tokens / prefill_s)
+        decode_s = generate_s - prefill_s
+        if answer_tokens > 1 and decode_s > 0:
+            self.decode_tok_s = ema(self.decode_tok_s, (answer_tokens - 1) / decode_s)
+        self.answer_tokens = ema(self.answer_tokens, answer_tokens)
+        self.prompt_tokens = ema(self.prompt_tokens, prompt_tokens)
+
+    def estimate_s(self, prompt_tokens: float) -> float | None:
+        """Seconds to answer a prompt of this size; None until an answer has been measured.
+
+        >>> m = SpeedModel(prefill_tok_s=200.0, decode_tok_s=10.0, answer_tokens=41)
+        >>> m.estimate_s(400)
+        6.0
+        """
+        if not self.prefill_tok_s or not self.decode_tok_s:
+            return None
+        return prompt_tokens / self.prefill_tok_s + (self.answer_tokens - 1) / self.decode_tok_s
+
+    def over_budget(self, budget_s: float, extra_calls: int = 0) -> bool:
+        """Would a typical answer plus `extra_calls` short model calls (about 60 tokens out) overrun?"""
+        answer = self.estimate_s(self.prompt_tokens)
+        if answer is None or self.prefill_tok_s is None or self.decode_tok_s is None:
+            return False
+        extra = extra_calls * (250 / self.prefill_tok_s + 20 / self.decode_tok_s)
+        return answer + extra > budget_s
 
 
 def gate(query: str, found: Retrieval, min_score: float) -> str | None:
@@ -110,7 +157,7 @@ class Pipeline:
         self,
         settings: Settings,
         embedder: Embedder,
-        retriever: Retriever,
+        retriever: SearchIndex,  # retrieval.Retriever (FAISS) or backends.pgvector.PgRetriever
         prompts: Prompts,
         generator: Generator | None = None,
         load: Callable[[], Generator] | None = None,
@@ -124,6 +171,7 @@ class Pipeline:
         self.prompts = prompts
         self._generator = generator
         self._load = load
+        self.speed = SpeedModel()
         self.last_index_report: IndexReport | None = None
 
     @classmethod
@@ -202,13 +250,23 @@ class Pipeline:
         text, notices = clean_question(question, s.max_question_chars)
         timings: dict[str, float] = {}
         standalone = None
+        budget = s.answer_budget_s
         if history and needs_rewrite(text, history):
-            standalone = self.rewrite(text, history)
+            if budget and self.speed.over_budget(budget, extra_calls=1):
+                # A model rewrite would push the answer past the budget: pair with the last question instead.
+                standalone = f"{history[-1][0]} {text}"
+                notices.append(
+                    "Follow-up combined with the previous question, without a rewrite, to stay in the time budget."
+                )
+            else:
+                standalone = self.rewrite(text, history)
             timings["rewrite_ms"] = ms(started)
         query = standalone or text
         t0 = time.perf_counter()
         found = self.retriever.retrieve(query, top_k or s.top_k, retrieval or s.retrieval)
         timings["retrieve_ms"] = ms(t0)
+        if budget:
+            found = self.fit_budget(found, query, budget - ms(started) / 1000, notices)
         passages = found.passages
 
         def finish(answer_text: str, reason: str | None, cites=(), usage=None, draft=None) -> Answer:
@@ -253,11 +311,35 @@ class Pipeline:
         timings["generate_ms"] = ms(t0)
         raw = "".join(pieces).strip()
         usage = {"prompt_tokens": generator.count_tokens(messages), "answer_tokens": _answer_tokens(generator, raw)}
+        prefill_s = (timings["first_token_ms"] - ms(started) + ms(t0)) / 1000
+        self.speed.observe(usage["prompt_tokens"], usage["answer_tokens"], prefill_s, timings["generate_ms"] / 1000)
         checked, citations, reason = judge(raw, passages, [query, text])
         if reason is not None:
             yield finish(ABSTAIN_TEXT, reason, usage=usage, draft=raw)
         else:
             yield finish(checked, None, citations, usage)
+
+    def fit_budget(self, found: Retrieval, query: str, seconds_left: float, notices: list[str]) -> Retrieval:
+        """Drop the lowest-ranked passages (down to 2) while the measured speeds say the answer would overrun."""
+        passages = list(found.passages)
+        while len(passages) > 2:
+            estimate = self.speed.estimate_s(self._prompt_tokens(passages, query))
+            if estimate is None or estimate <= seconds_left:
+                break
+            passages.pop()
+        if len(passages) < len(found.passages):
+            notices.append(f"Used {len(passages)} of {len(found.passages)} passages to stay in the time budget.")
+        return Retrieval(passages, found.best_score)
+
+    def _prompt_tokens(self, passages: list[Passage], query: str) -> int:
+        messages: list[Message] = [
+            {"role": "system", "content": self.prompts.render("answer_system")},
+            {
+                "role": "user",
+                "content": self.prompts.render("answer_user", passages=format_passages(passages), question=query),
+            },
+        ]
+        return self.generator.count_tokens(messages)
 
     def rewrite(self, question: str, history: History) -> str:
         """Turn a follow-up into a standalone question with one short model call."""
@@ -320,6 +402,6 @@ def load_generator(settings: Settings) -> Generator:
         return from_settings(settings)
     started = time.perf_counter()
     name, path = resolve_generator(settings.profile, settings.llm_model, settings.resolved_cache_dir)
-    generator = TransformersGenerator(name, path, settings.dtype, settings.threads)
+    generator = TransformersGenerator(name, path, settings.dtype, settings.threads, settings.prompt_lookup_tokens)
     log(f"loaded {name} in {time.perf_counter() - started:.1f} s")
     return generator

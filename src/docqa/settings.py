@@ -38,6 +38,7 @@ class Settings(BaseModel):
     dtype: Literal["bfloat16", "float32"] = "bfloat16"
     offline: bool = True  # set HF_HUB_OFFLINE so nothing tries the network
     threads: int | None = None  # torch threads; None: torch's default (all cores)
+    prompt_lookup_tokens: int = Field(10, ge=0, le=64)  # prompt-lookup drafting for faster decode; 0: off
 
     # Ingestion.
     chunk_tokens: int = Field(128, ge=16, le=256)  # MiniLM truncates beyond 256 word pieces
@@ -61,6 +62,9 @@ class Settings(BaseModel):
     # Generation.
     max_new_tokens: int = Field(160, ge=1, le=4096)
     max_question_chars: int = Field(2000, ge=10)
+    # Seconds an answer may take; with a budget, optional steps (a follow-up rewrite call, the
+    # lowest-ranked passages) are skipped when measured speeds say the answer would run over.
+    answer_budget_s: float | None = Field(None, gt=0)
 
     # Backends (issue 7). `llm_backend = "openai"` sends generation to any OpenAI-compatible server
     # (vLLM, TGI, llama.cpp, Ollama, another `docqa serve --openai`); needs the `openai` extra.

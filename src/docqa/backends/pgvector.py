@@ -1,0 +1,504 @@
+"""PostgreSQL + pgvector as docqa's store: chunks, vectors and the manifest in one database.
+
+Tables, for `pg_table = "docqa"`:
+
+    data_docqa_chunks   llama-index's PGVectorStore: text, metadata (the chunk's fields, ref_doc_id =
+                        its source file), a pgvector embedding, and a generated tsvector column
+                        (to_tsvector('english', text), GIN-indexed) for full-text search
+    docqa_manifest      one row: the same manifest the FAISS index keeps in manifest.json
+
+Dense search is exact (no ANN index), so it ranks like FAISS's flat index. The lexical ranking is
+PostgreSQL's full-text search (ts_rank over an OR of the query's words) instead of docqa's BM25;
+both rankings are fused by the same weighted RRF (`retrieval.rrf`).
+
+Updates are per batch of files: a changed file's rows are deleted and re-added, then the manifest
+row is rewritten to list exactly the files whose rows are in the table. An interrupted update
+leaves a consistent manifest, and the next run resumes with the files not yet in it. Writers hold
+a PostgreSQL advisory lock, so two `docqa index` runs against one database don't interleave.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import numpy as np
+
+from docqa.chunking import chunk_document
+from docqa.embeddings import Embedder
+from docqa.errors import DocsError, IndexStateError, SettingsError
+from docqa.indexer import (
+    CHUNKER_VERSION,
+    FileProblem,
+    IndexReport,
+    Progress,
+    _mismatch,
+    chunk_settings,
+    discover,
+    library_versions,
+)
+from docqa.readers import UnreadableFile, read_document
+from docqa.retrieval import Mode, Retrieval, overlap, rrf, shingles
+from docqa.settings import Settings
+from docqa.store import FORMAT_VERSION, sha256_file
+from docqa.types import Chunk, Passage
+
+EXTRA_HINT = "pip install 'docqa[pgvector]' (llama-index-vector-stores-postgres, psycopg2-binary)"
+EMBED_BATCH = 512  # chunks embedded and written per step: bounds memory and the work an interruption loses
+
+
+def sqlalchemy_urls(pg_url: str) -> tuple[str, str]:
+    """The sync (psycopg2) and async (asyncpg) SQLAlchemy URLs for a libpq-style connection URL.
+
+    >>> sqlalchemy_urls("postgresql://ann:pw@db.example:5432/docs")
+    ('postgresql+psycopg2://ann:pw@db.example:5432/docs', 'postgresql+asyncpg://ann:pw@db.example:5432/docs')
+    >>> sqlalchemy_urls("postgres://postgres:@/postgres?host=/tmp/pg")[0]
+    'postgresql+psycopg2://postgres:@/postgres?host=/tmp/pg'
+    """
+    scheme, rest = pg_url.split("://", 1) if "://" in pg_url else ("", pg_url)
+    if scheme.split("+")[0] not in ("postgresql", "postgres"):
+        raise SettingsError(
+            f"pg_url must start with postgresql:// (got '{redact(pg_url)}')",
+            "set pg_url to e.g. postgresql://user:password@host:5432/database",
+        )
+    return f"postgresql+psycopg2://{rest}", f"postgresql+asyncpg://{rest}"
+
+
+def redact(url: str) -> str:
+    """The URL with its password replaced, for messages.
+
+    >>> redact("postgresql://ann:s3cret@db:5432/docs")
+    'postgresql://ann:***@db:5432/docs'
+    """
+    parts = urlsplit(url)
+    if parts.password:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+        return urlunsplit(parts._replace(netloc=netloc))
+    return url
+
+
+def _node_metadata(chunk: Chunk) -> dict[str, Any]:
+    # The stored text is `search_text` (heading + text), so full-text search sees the heading as
+    # docqa's BM25 does; `prefixed` says whether to strip it off again.
+    return {
+        "chunk_id": chunk.id,
+        "source": chunk.source,
+        "start": chunk.start,
+        "end": chunk.end,
+        "heading": chunk.heading,
+        "page": chunk.page,
+        "prefixed": chunk.search_text != chunk.text,
+    }
+
+
+def chunk_from_row(text: str, meta: dict[str, Any]) -> Chunk:
+    """Rebuild a Chunk from a stored row (text = search_text).
+
+    >>> c = Chunk("ab12", "a.txt", "Body.", 0, 5, heading="Title")
+    >>> chunk_from_row(c.search_text, _node_metadata(c)) == c
+    True
+    """
+    heading = meta.get("heading")
+    body = text[len(heading) + 1 :] if meta.get("prefixed") and heading else text
+    return Chunk(meta["chunk_id"], meta["source"], body, meta["start"], meta["end"], heading, meta.get("page"))
+
+
+class PgDatabase:
+    """One docqa index in one PostgreSQL database: the chunk table and the manifest table."""
+
+    def __init__(self, settings: Settings) -> None:
+        try:
+            import sqlalchemy
+            from llama_index.vector_stores.postgres import PGVectorStore  # noqa: F401
+        except ImportError:
+            raise SettingsError(
+                "vector_store = 'pgvector' needs the pgvector extra, which is not installed",
+                f"{EXTRA_HINT}, or set vector_store = 'faiss'",
+            ) from None
+        if not settings.pg_url:
+            raise SettingsError(
+                "vector_store = 'pgvector' needs pg_url",
+                "set pg_url (or DOCQA_PG_URL) to e.g. postgresql://user:password@host:5432/database",
+            )
+        self.url = settings.pg_url
+        self.sync_url, self.async_url = sqlalchemy_urls(settings.pg_url)
+        self.prefix = settings.pg_table
+        self.chunk_table = f"data_{self.prefix}_chunks"  # PGVectorStore's name for table_name=<prefix>_chunks
+        self.manifest_table = f"{self.prefix}_manifest"
+        self.engine = sqlalchemy.create_engine(self.sync_url, pool_pre_ping=True)
+        self._vector_store: Any = None
+        self._dim: int | None = None
+
+    @contextmanager
+    def connect(self) -> Iterator[Any]:
+        """A connection in a transaction, with connection failures turned into one named error."""
+        import sqlalchemy.exc
+
+        try:
+            with self.engine.begin() as conn:
+                yield conn
+        except sqlalchemy.exc.OperationalError as exc:
+            first = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+            raise IndexStateError(
+                f"could not use PostgreSQL at {redact(self.url)} ({first})",
+                "start the server or correct pg_url; the database must allow CREATE EXTENSION vector",
+            ) from None
+
+    def read_manifest(self) -> dict[str, Any] | None:
+        import sqlalchemy as sa
+
+        with self.connect() as conn:
+            exists = conn.execute(sa.text("SELECT to_regclass(:t)"), {"t": self.manifest_table}).scalar()
+            if exists is None:
+                return None
+            value = conn.execute(sa.text(f"SELECT manifest FROM {self.manifest_table} WHERE name = 'current'")).scalar()
+        return json.loads(value) if isinstance(value, str) else value
+
+    def write_manifest(self, manifest: dict[str, Any]) -> None:
+        import sqlalchemy as sa
+
+        with self.connect() as conn:
+            conn.execute(
+                sa.text(f"CREATE TABLE IF NOT EXISTS {self.manifest_table} (name text PRIMARY KEY, manifest jsonb)")
+            )
+            conn.execute(
+                sa.text(
+                    f"INSERT INTO {self.manifest_table} (name, manifest) VALUES ('current', CAST(:m AS jsonb))"
+                    " ON CONFLICT (name) DO UPDATE SET manifest = EXCLUDED.manifest"
+                ),
+                {"m": json.dumps(manifest, ensure_ascii=False)},
+            )
+
+    def drop(self) -> None:
+        import sqlalchemy as sa
+
+        with self.connect() as conn:
+            conn.execute(sa.text(f"DROP TABLE IF EXISTS {self.chunk_table}"))
+            conn.execute(sa.text(f"DROP TABLE IF EXISTS {self.manifest_table}"))
+        self._vector_store = None
+
+    def vector_store(self, dim: int) -> Any:
+        """llama-index's PGVectorStore over the chunk table (created on first use, with the extension)."""
+        from llama_index.vector_stores.postgres import PGVectorStore
+
+        if self._vector_store is None or self._dim != dim:
+            self._vector_store = PGVectorStore.from_params(
+                connection_string=self.sync_url,
+                async_connection_string=self.async_url,
+                table_name=f"{self.prefix}_chunks",
+                embed_dim=dim,
+                hybrid_search=True,  # adds the tsvector column and its GIN index
+                text_search_config="english",
+                use_jsonb=True,
+                indexed_metadata_keys={("ref_doc_id", "text")},  # per-file deletes without a table scan
+            )
+            self._dim = dim
+            with self.connect():
+                pass  # a bad URL fails here with a named error, not deep inside llama-index
+        return self._vector_store
+
+    def count(self) -> int:
+        import sqlalchemy as sa
+
+        with self.connect() as conn:
+            if conn.execute(sa.text("SELECT to_regclass(:t)"), {"t": self.chunk_table}).scalar() is None:
+                return 0
+            return int(conn.execute(sa.text(f"SELECT count(*) FROM {self.chunk_table}")).scalar() or 0)
+
+    def all_chunks(self) -> list[Chunk]:
+        import sqlalchemy as sa
+
+        if not self.count():
+            return []
+        with self.connect() as conn:
+            rows = conn.execute(sa.text(f"SELECT text, metadata_ FROM {self.chunk_table} ORDER BY id")).all()
+        return [chunk_from_row(text, meta) for text, meta in rows]
+
+    def cosines(self, chunk_ids: list[str], qvec: np.ndarray) -> dict[str, float]:
+        """Cosine of the query to each listed chunk (pgvector's <=> is cosine distance)."""
+        import sqlalchemy as sa
+
+        if not chunk_ids:
+            return {}
+        with self.connect() as conn:
+            rows = conn.execute(
+                sa.text(
+                    f"SELECT node_id, 1 - (embedding <=> CAST(:q AS vector)) FROM {self.chunk_table}"
+                    " WHERE node_id = ANY(:ids)"
+                ),
+                {"q": _vector_literal(qvec), "ids": chunk_ids},
+            ).all()
+        return {node_id: float(cos) for node_id, cos in rows}
+
+    @contextmanager
+    def writer_lock(self, wait_s: float = 0.0) -> Iterator[None]:
+        """A session-level advisory lock named after the table prefix; released if the writer dies."""
+        import sqlalchemy as sa
+
+        key = zlib.crc32(f"docqa:{self.prefix}".encode())
+        deadline = time.monotonic() + wait_s
+        with self.connect() as conn:
+            while not conn.execute(sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar():
+                if time.monotonic() >= deadline:
+                    raise IndexStateError(
+                        f"the index '{self.prefix}' in {redact(self.url)} is being written by another process",
+                        "wait for it to finish, or pass --wait SECONDS",
+                    )
+                time.sleep(0.2)
+            try:
+                yield
+            finally:
+                conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+
+
+def _vector_literal(vec: np.ndarray) -> str:
+    return "[" + ",".join(f"{x:.8g}" for x in np.asarray(vec, dtype=np.float32).tolist()) + "]"
+
+
+@dataclass
+class PgIndexInfo:
+    manifest: dict[str, Any]
+
+
+class PgRetriever:
+    """Dense (pgvector) + full-text (PostgreSQL) over one database, fused like `retrieval.Retriever`."""
+
+    def __init__(
+        self,
+        db: PgDatabase,
+        manifest: dict[str, Any],
+        embedder: Embedder,
+        candidates: int = 20,
+        dedup_threshold: float = 0.8,
+        bm25_weight: float = 1.0,
+    ) -> None:
+        self.db = db
+        self.index = PgIndexInfo(manifest)
+        self.embedder = embedder
+        self.candidates = candidates
+        self.dedup_threshold = dedup_threshold
+        self.bm25_weight = bm25_weight
+        self.size = db.count()
+        self._chunks: list[Chunk] | None = None
+
+    @classmethod
+    def open(cls, settings: Settings, embedder: Embedder) -> PgRetriever:
+        db = PgDatabase(settings)
+        manifest = db.read_manifest()
+        if manifest is None:
+            raise IndexStateError(
+                f"no index '{settings.pg_table}' in {redact(db.url)}",
+                "run `docqa index` to build it from your documents",
+            )
+        if manifest.get("embed_model") != embedder.name or manifest.get("dim") != embedder.dim:
+            raise IndexStateError(
+                f"the index in {redact(db.url)} was built with {manifest.get('embed_model')} ({manifest.get('dim')}-d)",
+                "run `docqa index --rebuild`, or set embed_model to the model it was built with",
+            )
+        return cls(db, manifest, embedder, settings.candidates, settings.dedup_threshold, settings.bm25_weight)
+
+    @property
+    def chunks(self) -> list[Chunk]:
+        """Every chunk, read once on first use (the status line and example questions need them)."""
+        if self._chunks is None:
+            self._chunks = self.db.all_chunks()
+        return self._chunks
+
+    def retrieve(self, query: str, top_k: int = 4, mode: Mode = "hybrid") -> Retrieval:
+        from llama_index.core.vector_stores.types import VectorStoreQuery, VectorStoreQueryMode
+
+        if not self.size:
+            return Retrieval([], 0.0)
+        store = self.db.vector_store(self.embedder.dim)
+        qvec = self.embedder.embed([query])[0]
+        n = min(self.candidates, self.size)
+        by_id: dict[str, Chunk] = {}
+        rankings: list[list[str]] = []
+        weights: list[float] = []
+        cos_of: dict[str, float] = {}
+        if mode in ("dense", "hybrid"):
+            found = store.query(VectorStoreQuery(query_embedding=qvec.tolist(), similarity_top_k=n))
+            for node, sim in zip(found.nodes, found.similarities or [], strict=True):
+                cos_of[node.metadata["chunk_id"]] = float(sim)
+            rankings.append(self._collect(found.nodes, by_id))
+            weights.append(1.0)
+        if mode in ("bm25", "hybrid"):
+            found = store.query(
+                VectorStoreQuery(
+                    query_str=query, sparse_top_k=n, similarity_top_k=n, mode=VectorStoreQueryMode.TEXT_SEARCH
+                )
+            )
+            rankings.append(self._collect(found.nodes, by_id))
+            weights.append(self.bm25_weight)
+        fused = [i for i, _ in rrf(rankings, weights=weights)]  # type: ignore[arg-type]  # str ids fuse as ints do
+        if not fused:
+            return Retrieval([], 0.0)
+        cos_of.update(self.db.cosines([i for i in fused if i not in cos_of], qvec))
+        kept: list[str] = []
+        kept_shingles: list[set] = []
+        for i in fused:
+            sh = shingles(by_id[i].text)
+            if any(overlap(sh, other) >= self.dedup_threshold for other in kept_shingles):
+                continue
+            kept.append(i)
+            kept_shingles.append(sh)
+            if len(kept) == top_k:
+                break
+        passages = [Passage(n=j + 1, chunk=by_id[i], score=cos_of[i]) for j, i in enumerate(kept)]
+        return Retrieval(passages, max(cos_of[i] for i in fused))
+
+    @staticmethod
+    def _collect(nodes: list[Any], by_id: dict[str, Chunk]) -> list[str]:
+        ranking = []
+        for node in nodes:
+            meta = {k: v for k, v in node.metadata.items() if k != "custom_fields"}
+            chunk = chunk_from_row(node.get_content(), meta)
+            by_id.setdefault(chunk.id, chunk)
+            ranking.append(chunk.id)
+        return ranking
+
+
+def update_pg_index(
+    settings: Settings,
+    embedder: Embedder,
+    rebuild: bool = False,
+    progress: Progress | None = None,
+    lock_wait_s: float = 0.0,
+) -> IndexReport:
+    """Make the PostgreSQL index match `settings.docs_dir`, re-embedding only files whose sha256 changed."""
+    db = PgDatabase(settings)
+    with db.writer_lock(lock_wait_s):
+        return _update(db, settings, embedder, rebuild, progress or (lambda *_: None))
+
+
+def _update(db: PgDatabase, settings: Settings, embedder: Embedder, rebuild: bool, progress: Progress) -> IndexReport:
+    from llama_index.core.schema import NodeRelationship, RelatedNodeInfo, TextNode
+
+    started = time.perf_counter()
+    report = IndexReport()
+    files, report.failed = discover(settings.docs_dir, int(settings.max_file_mb * 1e6))
+    wanted = {
+        "embed_model": embedder.name,
+        "dim": embedder.dim,
+        "chunking": chunk_settings(settings),
+        "chunker": CHUNKER_VERSION,
+        "docs_dir": str(settings.docs_dir.resolve()),
+        "format": FORMAT_VERSION,
+        "vector_store": "pgvector",
+    }
+    old = None if rebuild else db.read_manifest()
+    if rebuild:
+        report.rebuilt_because = "--rebuild was asked for"
+    elif old is not None:
+        report.rebuilt_because = _mismatch(old, wanted)
+    if old is None or report.rebuilt_because:
+        db.drop()
+        old = None
+    store = db.vector_store(embedder.dim)
+    old_files: dict[str, Any] = dict(old["files"]) if old else {}
+    # What the table holds right now, by file: the manifest is rewritten from this after each batch.
+    live: dict[str, Any] = dict(old_files)
+    pending: list[tuple[str, dict[str, Any], list[Chunk]]] = []
+
+    def manifest(building: bool) -> dict[str, Any]:
+        return {
+            **wanted,
+            "files": dict(sorted(live.items())),
+            "chunk_count": sum(r["chunks"] for r in live.values()),
+            "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "versions": library_versions(),
+            "complete": not building,
+        }
+
+    def flush() -> None:
+        chunks = [c for _, _, cs in pending for c in cs]
+        vectors = embedder.embed([c.search_text for c in chunks])
+        nodes = [
+            TextNode(
+                id_=c.id,
+                text=c.search_text,
+                embedding=v.tolist(),
+                metadata=_node_metadata(c),
+                relationships={NodeRelationship.SOURCE: RelatedNodeInfo(node_id=c.source)},
+            )
+            for c, v in zip(chunks, vectors, strict=True)
+        ]
+        for source, _, _ in pending:
+            store.delete(source)
+        if nodes:
+            store.add(nodes)
+        live.update({source: record for source, record, _ in pending})
+        db.write_manifest(manifest(building=True))
+        report.embedded += len(chunks)
+        pending.clear()
+
+    seen: dict[str, str] = {}
+    for done, (source, path) in enumerate(files):
+        progress(done, len(files), f"reading {source}")
+        try:
+            digest = sha256_file(path)
+        except OSError as exc:
+            report.failed.append(FileProblem(source, f"can't be read ({exc.strerror})"))
+            continue
+        if digest in seen:
+            report.warnings.append(
+                FileProblem(source, f"same content as {seen[digest]}: both indexed; retrieval drops the duplicates")
+            )
+        seen.setdefault(digest, source)
+        previous = old_files.get(source)
+        if previous and previous["sha256"] == digest:
+            report.unchanged.append(source)
+            continue
+        try:
+            doc = read_document(path, settings.pdf_timeout_s)
+        except UnreadableFile as exc:
+            report.failed.append(FileProblem(source, str(exc)))
+            continue
+        except OSError as exc:
+            report.failed.append(FileProblem(source, f"can't be read ({exc.strerror or exc})"))
+            continue
+        report.warnings.extend(FileProblem(source, w) for w in doc.warnings)
+        chunks = chunk_document(
+            doc, source, embedder.count_tokens, settings.chunk_tokens, settings.chunk_overlap_tokens
+        )
+        record = {
+            "sha256": digest,
+            "chunks": len(chunks),
+            "bytes": path.stat().st_size,
+            "indexed_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+        pending.append((source, record, chunks))
+        (report.updated if source in old_files else report.added).append(source)
+        if sum(len(cs) for _, _, cs in pending) >= EMBED_BATCH:
+            progress(done, len(files), f"embedding {sum(len(cs) for _, _, cs in pending)} chunks")
+            flush()
+    if pending:
+        progress(len(files), len(files), f"embedding {sum(len(cs) for _, _, cs in pending)} chunks")
+        flush()
+    report.removed = sorted(set(old_files) - {s for s, _ in files})
+    for source in report.removed:
+        store.delete(source)
+        live.pop(source, None)
+    if not live:
+        if report.failed:
+            listing = "; ".join(f"{p.source}: {p.reason}" for p in report.failed[:5])
+            raise DocsError(
+                f"no readable documents in {settings.docs_dir} ({listing})",
+                "add .txt, .md, .pdf, .html or .docx files with text",
+            )
+        raise DocsError(
+            f"the documents folder {settings.docs_dir} is empty", "add .txt, .md, .pdf, .html or .docx files to it"
+        )
+    report.chunks = sum(r["chunks"] for r in live.values())
+    if report.changed or old is None or not old.get("complete", True):
+        db.write_manifest(manifest(building=False))
+        report.wrote = True
+    report.seconds = time.perf_counter() - started
+    return report
