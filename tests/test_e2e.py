@@ -149,3 +149,26 @@ def test_eval_runner_end_to_end_small_profile(index_dir, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "min_score = " in settings_file.read_text()
     assert (tmp_path / "cal" / "calibration.png").exists()
+
+
+def test_models_from_local_paths_instead_of_profiles(tmp_path):
+    """llm_model / embed_model accept a local folder (as they would a hub id with network)."""
+    from docqa.embeddings import bundled_embedder_path
+    from docqa.models import PROFILES, converted_dir
+    from docqa.pipeline import Pipeline
+    from docqa.settings import Settings
+
+    base = Settings.load()
+    model_dir = converted_dir(base.resolved_cache_dir, PROFILES["small"])
+    if not model_dir.is_dir():
+        pytest.skip("the small model has not been converted yet (runs after the other e2e tests)")
+    settings = Settings(
+        docs_dir=ROOT / "docs",
+        index_dir=tmp_path / "index",
+        llm_model=str(model_dir),
+        embed_model=str(bundled_embedder_path()),
+    )
+    pipeline = Pipeline.from_settings(settings)
+    answer = pipeline.ask(URBANIZATION_Q)
+    assert answer.model == str(model_dir)
+    assert "60.6" in answer.answer

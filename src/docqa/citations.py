@@ -153,7 +153,7 @@ def names(text: str) -> set[str]:
 
     A lone capitalised word opening a sentence is grammar, not a name, and is skipped.
 
-    >>> sorted(names("Why did Mao Zedong launch it? The Party did. Deng Xiaoping agreed."))
+    >>> sorted(names("Why did Mao Zedong launch it? The Party did. Deng Xiaoping agreed. I'll see."))
     ['Deng Xiaoping', 'Mao Zedong', 'Party']
     """
     text = strip_markers(text)
@@ -163,7 +163,7 @@ def names(text: str) -> set[str]:
         opens_sentence = not text[: m.start()].strip() or text[: m.start()].rstrip()[-1] in ".!?:\"“"
         if opens_sentence and len(words) == 1:
             continue
-        words = [w for w in words if w.lower() not in _NOT_NAMES]
+        words = [w for w in words if w.lower() not in _NOT_NAMES and not w.lower().startswith("i'")]
         if words:
             found.add(" ".join(words))
     return found
