@@ -108,6 +108,7 @@ def browser():
         options.add_argument(arg)
     profile = tempfile.mkdtemp(prefix="docqa-chromium-")
     options.add_argument(f"--user-data-dir={profile}")
+    options.set_capability("goog:loggingPrefs", {"performance": "ALL"})  # every request the page makes
     driver = webdriver.Chrome(options=options, service=Service(executable_path=str(CHROMEDRIVER)))
     yield driver
     driver.quit()
@@ -148,6 +149,25 @@ def send(driver: WebDriver, question: str) -> float:
     return first - t0
 
 
+def requests_outside(driver: WebDriver, origin: str) -> list[str]:
+    """Network URLs (http, https, ws, wss) requested since the last call that are not on `origin`.
+
+    Chromium's own pages (chrome://, about:) and inline data (data:, blob:) are not the network.
+    """
+    import json
+
+    urls = []
+    for entry in driver.get_log("performance"):
+        message = json.loads(entry["message"])["message"]
+        if message["method"] == "Network.requestWillBeSent":
+            urls.append(message["params"]["request"]["url"])
+    origin = origin.rstrip("/")
+    ws_origin = "ws" + origin.removeprefix("http")
+    network = [u for u in urls if u.split(":", 1)[0] in ("http", "https", "ws", "wss")]
+    assert network, "the performance log recorded no request at all"  # else this check would prove nothing
+    return [u for u in network if not u.startswith((origin, ws_origin))]
+
+
 def sources_panel(driver: WebDriver):
     return driver.find_element(By.ID, "docqa-sources")
 
@@ -183,6 +203,7 @@ def test_chat_streams_cites_and_follows_up(server, browser: WebDriver):
 
     ARTIFACTS.mkdir(exist_ok=True)
     browser.save_screenshot(str(ARTIFACTS / "chat.png"))
+    assert requests_outside(browser, server.url) == []  # no fonts, analytics or update checks from elsewhere
 
 
 def test_hostile_document_is_shown_as_text(server, browser: WebDriver):
@@ -208,3 +229,48 @@ def test_hostile_document_is_shown_as_text(server, browser: WebDriver):
     assert browser.execute_script("return typeof window.__pwned") == "undefined"
     assert browser.execute_script(EXTERNAL_IMAGES_JS) == []
     assert not browser.find_elements(By.CSS_SELECTOR, "#docqa-sources script, #docqa-chat script")
+    assert requests_outside(browser, server.url) == []
+
+
+# The model's own output carrying markup: the streamed draft and the checked answer are both text.
+HOSTILE_REPLY = (
+    'The Quokka cooperative had 4,321 members [1]. <img src="http://evil.invalid/m.png"'
+    " onerror=\"window.__pwned='model'\"> <script>window.__pwned='script'</script>"
+    " ![t](http://evil.invalid/t.png) <a href=\"javascript:window.__pwned='link'\">more</a>"
+)
+
+
+@pytest.fixture(scope="module")
+def fake_server(tmp_path_factory: pytest.TempPathFactory):
+    """The page over a scripted generator that answers with markup, and the hash embedder."""
+    import sys
+
+    from docqa.pipeline import Pipeline
+    from docqa.web import build_app, launch
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from fakes import HashEmbedder, ScriptedGenerator
+
+    root = tmp_path_factory.mktemp("browser-fake")
+    (root / "docs").mkdir()
+    (root / "docs" / "quokka.txt").write_text("The Quokka cooperative had 4,321 members in 2021.\n", encoding="utf-8")
+    settings = Settings(docs_dir=root / "docs", index_dir=root / "index", port=free_port(), min_score=0.1)
+    pipeline = Pipeline.from_settings(settings, embedder=HashEmbedder(), generator=ScriptedGenerator(HOSTILE_REPLY))
+    demo = build_app(pipeline)
+    url = launch(demo, settings, block=False, quiet=True)
+    yield SimpleNamespace(url=url)
+    demo.close()
+
+
+def test_model_output_with_markup_is_shown_as_text(fake_server, browser: WebDriver):
+    open_chat(browser, fake_server.url)
+    send(browser, "How many members did the Quokka cooperative have?")
+    answer = finished_answers(browser)[-1]
+    assert "4,321 members" in answer.text
+    time.sleep(1)  # give any injected handler time to fire
+    assert browser.execute_script("return typeof window.__pwned") == "undefined"
+    assert not browser.find_elements(
+        By.CSS_SELECTOR, "#docqa-chat img, #docqa-chat script, #docqa-chat a[href^=javascript]"
+    )
+    assert browser.execute_script(EXTERNAL_IMAGES_JS) == []
+    assert requests_outside(browser, fake_server.url) == []

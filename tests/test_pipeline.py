@@ -72,7 +72,7 @@ def test_follow_up_is_rewritten_only_when_needed(make_pipeline):
 def test_question_cleaning():
     text, notices = clean_question("x" * 50 + " tail", 20)
     assert len(text) <= 20 and notices
-    assert clean_question("\x1b[31mred\x00?", 100)[0] == "[31mred ?"
+    assert clean_question("\x1b[31mred\x1b[0m\x00?", 100)[0] == "red ?"
     assert needs_rewrite("why?", [("q", "a")]) and not needs_rewrite("why?", [])
 
 

@@ -160,7 +160,7 @@ def names(text: str) -> set[str]:
     found = set()
     for m in _NAME.finditer(text):
         words = re.split(r"[ -]", m.group())
-        opens_sentence = not text[: m.start()].strip() or text[: m.start()].rstrip()[-1] in ".!?:\"“"
+        opens_sentence = not text[: m.start()].strip() or text[: m.start()].rstrip()[-1] in '.!?:"“'
         if opens_sentence and len(words) == 1:
             continue
         words = [w for w in words if w.lower() not in _NOT_NAMES and not w.lower().startswith("i'")]

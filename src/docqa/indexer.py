@@ -70,8 +70,10 @@ def chunk_settings(settings: Settings) -> dict[str, Any]:
 def discover(docs_dir: Path, max_bytes: int) -> tuple[list[tuple[str, Path]], list[FileProblem]]:
     """Files to index as (relative source, path), and problems with the rest, in a stable order.
 
-    Hidden files and folders are skipped. Symlinks that resolve outside the docs folder are refused,
-    so a link can't pull in /etc/passwd.
+    Hidden files and folders are skipped. Symlinks (to files or folders) that resolve outside the docs
+    folder are refused, so a link can't pull in /etc/passwd; links to folders inside it are not
+    followed, since their files are found where they are. Pipes, sockets and devices are refused
+    before anything opens them (reading a pipe would wait forever).
     """
     if not docs_dir.is_dir():
         raise DocsError(
@@ -82,7 +84,17 @@ def discover(docs_dir: Path, max_bytes: int) -> tuple[list[tuple[str, Path]], li
     found: list[tuple[str, Path]] = []
     problems: list[FileProblem] = []
     for dirpath, dirnames, filenames in os.walk(docs_dir, followlinks=False):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        walked = []
+        for name in sorted(d for d in dirnames if not d.startswith(".")):
+            path = Path(dirpath) / name
+            if path.is_symlink():  # os.walk lists a link to a folder here but does not enter it
+                target = path.resolve()
+                if not target.is_relative_to(root):
+                    source = path.relative_to(docs_dir).as_posix() + "/"
+                    problems.append(FileProblem(source, f"symlink to {target}, outside the documents folder: refused"))
+                continue
+            walked.append(name)
+        dirnames[:] = walked
         for name in sorted(filenames):
             if name.startswith("."):
                 continue
@@ -93,8 +105,14 @@ def discover(docs_dir: Path, max_bytes: int) -> tuple[list[tuple[str, Path]], li
                 if not target.is_relative_to(root):
                     problems.append(FileProblem(source, f"symlink to {target}, outside the documents folder: refused"))
                     continue
+                if not target.exists():
+                    problems.append(FileProblem(source, f"broken symlink to {target}: not indexed"))
+                    continue
             if path.suffix.lower() not in SUPPORTED:
                 problems.append(FileProblem(source, f"unsupported file type '{path.suffix or '(none)'}': not indexed"))
+                continue
+            if not path.is_file():
+                problems.append(FileProblem(source, "not a regular file (a pipe, socket or device): not indexed"))
                 continue
             try:
                 size = path.stat().st_size
@@ -119,6 +137,7 @@ def update_index(
 ) -> IndexReport:
     """Make `settings.index_dir` match `settings.docs_dir`. Raises DocsError when nothing is indexable."""
     with store.writer_lock(settings.index_dir, wait_s=lock_wait_s):
+        store.clean_leftovers(settings.index_dir)  # a writer killed mid-write (kill -9, power cut) left these
         return _update(settings, embedder, rebuild, progress or (lambda *_: None))
 
 
@@ -181,6 +200,9 @@ def _update(settings: Settings, embedder: Embedder, rebuild: bool, progress: Pro
             continue
         except OSError as exc:
             report.failed.append(FileProblem(source, f"can't be read ({exc.strerror or exc})"))
+            continue
+        except Exception as exc:  # noqa: BLE001 - a reader bug on one hostile file must not stop the whole folder
+            report.failed.append(FileProblem(source, f"the reader failed ({exc.__class__.__name__}: {exc})"))
             continue
         report.warnings.extend(FileProblem(source, w) for w in doc.warnings)
         chunks = chunk_document(

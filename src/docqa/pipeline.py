@@ -12,7 +12,7 @@ from docqa import citations as cit
 from docqa.backends import SearchIndex, open_retriever, update_index
 from docqa.bm25 import tokenize
 from docqa.embeddings import Embedder
-from docqa.errors import QuestionError
+from docqa.errors import IndexStateError, QuestionError
 from docqa.indexer import IndexReport, Progress
 from docqa.llm import Generator, Message
 from docqa.models import log
@@ -25,6 +25,8 @@ from docqa.types import Answer, Citation, Passage
 ABSTAIN_TEXT = "The documents don't answer this question."
 History = Sequence[tuple[str, str]]  # (question, answer) turns, oldest first
 
+# Whole ANSI escape sequences (colours, cursor moves, terminal titles), then single control characters.
+_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069]")
 _FOLLOW_UP_START = re.compile(r"^(and|but|or|so|also|then|what about|how about|why|why not|how come|and why)\b", re.I)
 _PRONOUN = re.compile(r"\b(it|its|they|them|their|this|that|these|those|there|he|she|his|her|then)\b", re.I)
@@ -37,7 +39,7 @@ def clean_question(question: str, max_chars: int) -> tuple[str, list[str]]:
     ('what is it?', [])
     """
     notices: list[str] = []
-    text = " ".join(_CONTROL.sub(" ", question or "").split())
+    text = " ".join(_CONTROL.sub(" ", _ANSI.sub(" ", question or "")).split())
     if not text:
         raise QuestionError("the question is empty", "type a question about your documents")
     if len(text) > max_chars:
@@ -106,6 +108,16 @@ class SpeedModel:
             return False
         extra = extra_calls * (250 / self.prefill_tok_s + 20 / self.decode_tok_s)
         return answer + extra > budget_s
+
+
+def check_embedder(manifest: dict, embedder: Embedder) -> None:
+    """An index answers only queries embedded by the model that built it."""
+    built = (manifest.get("embed_model"), manifest.get("dim"))
+    if built != (embedder.name, embedder.dim):
+        raise IndexStateError(
+            f"the index was built with {built[0]} ({built[1]} dimensions), not {embedder.name} ({embedder.dim})",
+            "run `docqa index --rebuild`, or set embed_model back",
+        )
 
 
 def gate(query: str, found: Retrieval, min_score: float) -> str | None:
@@ -193,11 +205,14 @@ class Pipeline:
         report = None
         if settings.auto_index:
             report = update_index(settings, embedder, progress=progress, lock_wait_s=600)
+            if report.rebuilt_because:
+                log(f"index rebuilt: {report.rebuilt_because}")
             if report.changed:
                 log(f"index updated: {report.summary()}")
             for problem in report.failed:
                 log(f"not indexed: {problem.source}: {problem.reason}")
         retriever = open_retriever(settings, embedder)  # FAISS or pgvector, as settings.vector_store says
+        check_embedder(retriever.index.manifest, embedder)
         pipeline = cls(
             settings, embedder, retriever, Prompts(settings.prompts_dir), generator, lambda: load_generator(settings)
         )

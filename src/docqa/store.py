@@ -16,6 +16,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 import time
 import uuid
@@ -32,6 +33,7 @@ from docqa.types import Chunk
 
 FORMAT_VERSION = 1
 FILES = ("faiss.index", "chunks.jsonl")
+_VERSION_NAME = re.compile(r"v-[0-9]{14}-[0-9a-f]{6}")  # what write_index names a version folder
 
 
 @dataclass
@@ -58,11 +60,22 @@ def sha256_file(path: Path) -> str:
 
 
 def current_version(index_dir: Path) -> Path | None:
+    """The live version folder named by CURRENT, or None when there is no index yet.
+
+    CURRENT must name a `v-...` folder inside `index_dir`; anything else (garbage bytes, a path
+    climbing out) is a corrupt index, not a place to read from.
+    """
     pointer = index_dir / "CURRENT"
     if not pointer.is_file():
         return None
-    name = pointer.read_text(encoding="utf-8").strip()
-    return index_dir / name if name else None
+    name = pointer.read_bytes().strip().decode("utf-8", errors="replace")
+    if not name:
+        return None
+    if not _VERSION_NAME.fullmatch(name):
+        raise IndexStateError(
+            f"the index pointer {pointer} is corrupt (it names {name[:40]!r})", "run `docqa index --rebuild`"
+        )
+    return index_dir / name
 
 
 def read_manifest(index_dir: Path) -> dict[str, Any] | None:
@@ -71,11 +84,12 @@ def read_manifest(index_dir: Path) -> dict[str, Any] | None:
     if version is None:
         return None
     try:
-        return json.loads((version / "manifest.json").read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        raise IndexStateError(
-            f"the index manifest in {version} is missing or corrupt", "run `docqa index --rebuild`"
-        ) from None
+        manifest = json.loads((version / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        manifest = None
+    if not isinstance(manifest, dict):
+        raise IndexStateError(f"the index manifest in {version} is missing or corrupt", "run `docqa index --rebuild`")
+    return manifest
 
 
 def load_index(index_dir: Path) -> StoredIndex:
@@ -91,9 +105,14 @@ def load_index(index_dir: Path) -> StoredIndex:
             f"the index in {index_dir} has format {manifest.get('format')}, this docqa reads {FORMAT_VERSION}",
             "run `docqa index --rebuild`",
         )
+    checksums = manifest.get("checksums")
+    if not isinstance(checksums, dict) or not isinstance(manifest.get("dim"), int):
+        raise IndexStateError(
+            f"the index manifest in {version} lacks its checksums or dimension", "run `docqa index --rebuild`"
+        )
     for name in FILES:
         path = version / name
-        if not path.is_file() or sha256_file(path) != manifest["checksums"].get(name):
+        if not path.is_file() or sha256_file(path) != checksums.get(name):
             raise IndexStateError(
                 f"index file {path} is missing or corrupt (checksum mismatch)", "run `docqa index --rebuild`"
             )
@@ -105,7 +124,9 @@ def load_index(index_dir: Path) -> StoredIndex:
         raise IndexStateError(f"could not read the index in {version} ({exc})", "run `docqa index --rebuild`") from None
     if index.ntotal != len(chunks) or index.d != manifest["dim"]:
         raise IndexStateError(
-            f"the index in {version} has {index.ntotal} vectors for {len(chunks)} chunks", "run `docqa index --rebuild`"
+            f"the index in {version} has {index.ntotal} vectors of dimension {index.d}"
+            f" for {len(chunks)} chunks of dimension {manifest['dim']}",
+            "run `docqa index --rebuild`",
         )
     vectors = index.reconstruct_n(0, index.ntotal) if index.ntotal else np.zeros((0, index.d), np.float32)
     return StoredIndex(chunks, np.ascontiguousarray(vectors, dtype=np.float32), index, manifest, version)
@@ -145,6 +166,23 @@ def write_index(index_dir: Path, chunks: list[Chunk], vectors: np.ndarray, manif
         raise
     prune(index_dir, keep=version.name)
     return version
+
+
+def clean_leftovers(index_dir: Path) -> list[str]:
+    """Remove what a killed writer left behind (half-written `.tmp-*` folders, `.CURRENT-*` files).
+
+    Call only while holding the writer lock. Returns the names removed.
+    """
+    removed = []
+    for path in index_dir.iterdir() if index_dir.is_dir() else ():
+        if path.name.startswith(".tmp-") and path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        elif path.name.startswith(".CURRENT-"):
+            path.unlink(missing_ok=True)
+        else:
+            continue
+        removed.append(path.name)
+    return removed
 
 
 def prune(index_dir: Path, keep: str) -> None:

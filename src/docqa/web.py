@@ -22,7 +22,7 @@ import gradio as gr  # noqa: E402
 from pydantic import ValidationError  # noqa: E402
 
 from docqa import render, uploads  # noqa: E402
-from docqa.errors import DocqaError, SettingsError  # noqa: E402
+from docqa.errors import DocqaError, QuestionError, SettingsError  # noqa: E402
 from docqa.indexer import IndexReport, Progress  # noqa: E402
 from docqa.models import log  # noqa: E402
 from docqa.pipeline import Pipeline, apply_runtime_settings, clean_question  # noqa: E402
@@ -380,6 +380,10 @@ def build_app(pipeline: Pipeline) -> gr.Blocks:
                 The answer as the JSON object `docqa ask --json` prints (answer, abstained, citations, retrieved, ...).
             """
             try:
+                if not isinstance(question, str):  # JSON callers can send anything; the pipeline takes text
+                    raise QuestionError(
+                        f"the question must be text, not {type(question).__name__}", "send the question as a string"
+                    )
                 options = checked_options(settings, top_k=top_k)
                 return pipelines.get().ask(question, top_k=options.top_k).to_dict()
             except DocqaError as exc:
