@@ -68,6 +68,7 @@ def test_ask_api_returns_cited_fact(server):
         "standalone_question",
         "notices",
         "usage",
+        "draft",
     }
     assert result["model"] == "qwen2.5-coder-0.5b-instruct-q4_k_m"
 

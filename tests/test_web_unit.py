@@ -378,8 +378,11 @@ def test_queue_is_bounded_and_full_queue_says_busy(served):
             outcomes.append(job.result()["answer"])
         except Exception as exc:  # noqa: BLE001 - the client raises its own QueueError
             outcomes.append(str(exc))
-    assert sorted(outcomes).count("The harvest begins in March [1].") == 2  # one ran, one waited its turn
-    assert any("Queue is full" in o for o in outcomes)
+    # One runs and one may wait its turn (how many got in depends on when the first started);
+    # the rest are refused at once instead of hanging.
+    answered = outcomes.count("The harvest begins in March [1].")
+    refused = sum("Queue is full" in o for o in outcomes)
+    assert answered >= 1 and refused >= 1 and answered + refused == 3, outcomes
 
 
 def test_ask_api_error_is_a_message(served):
