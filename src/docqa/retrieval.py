@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypeVar
 
 from docqa.bm25 import BM25, tokenize
 from docqa.embeddings import Embedder
@@ -11,6 +12,7 @@ from docqa.store import StoredIndex
 from docqa.types import Chunk, Passage
 
 Mode = Literal["hybrid", "dense", "bm25"]
+T = TypeVar("T")
 RRF_K = 60  # the constant from Cormack et al. (2009); damps the weight of the very top ranks
 
 
@@ -45,6 +47,26 @@ def overlap(a: set, b: set) -> float:
     if not a or not b:
         return 0.0
     return len(a & b) / min(len(a), len(b))
+
+
+def drop_near_duplicates(ranked: list[T], text_of: Callable[[T], str], threshold: float, limit: int) -> list[T]:
+    """The first `limit` items, best first, skipping any whose text mostly repeats a kept one.
+
+    >>> drop_near_duplicates([1, 2, 3], {1: "tea grows in yunnan hills", 2: "tea grows in yunnan hills",
+    ...                                  3: "rice terraces cover hani"}.get, 0.8, 2)
+    [1, 3]
+    """
+    kept: list[T] = []
+    kept_shingles: list[set] = []
+    for item in ranked:
+        sh = shingles(text_of(item))
+        if any(overlap(sh, other) >= threshold for other in kept_shingles):
+            continue
+        kept.append(item)
+        kept_shingles.append(sh)
+        if len(kept) == limit:
+            break
+    return kept
 
 
 @dataclass
@@ -94,15 +116,6 @@ class Retriever:
             return Retrieval([], 0.0)
         cosines = self.index.vectors[fused] @ qvec
         cos_of = dict(zip(fused, cosines.tolist(), strict=True))
-        kept: list[int] = []
-        kept_shingles: list[set] = []
-        for i in fused:
-            sh = shingles(self.chunks[i].text)
-            if any(overlap(sh, other) >= self.dedup_threshold for other in kept_shingles):
-                continue
-            kept.append(i)
-            kept_shingles.append(sh)
-            if len(kept) == top_k:
-                break
+        kept = drop_near_duplicates(fused, lambda i: self.chunks[i].text, self.dedup_threshold, top_k)
         passages = [Passage(n=j + 1, chunk=self.chunks[i], score=cos_of[i]) for j, i in enumerate(kept)]
         return Retrieval(passages, float(cosines.max()))

@@ -47,7 +47,7 @@ from docqa.indexer import (
     library_versions,
 )
 from docqa.readers import UnreadableFile, read_document
-from docqa.retrieval import Mode, Retrieval, overlap, rrf, shingles
+from docqa.retrieval import Mode, Retrieval, drop_near_duplicates, rrf
 from docqa.settings import Settings
 from docqa.store import FORMAT_VERSION, sha256_file
 from docqa.types import Chunk, Passage
@@ -357,16 +357,7 @@ class PgRetriever:
         if not fused:
             return Retrieval([], 0.0)
         cos_of.update(self.db.cosines([i for i in fused if i not in cos_of], qvec))
-        kept: list[str] = []
-        kept_shingles: list[set] = []
-        for i in fused:
-            sh = shingles(by_id[i].text)
-            if any(overlap(sh, other) >= self.dedup_threshold for other in kept_shingles):
-                continue
-            kept.append(i)
-            kept_shingles.append(sh)
-            if len(kept) == top_k:
-                break
+        kept = drop_near_duplicates(fused, lambda i: by_id[i].text, self.dedup_threshold, top_k)
         passages = [Passage(n=j + 1, chunk=by_id[i], score=cos_of[i]) for j, i in enumerate(kept)]
         return Retrieval(passages, max(cos_of[i] for i in fused))
 
