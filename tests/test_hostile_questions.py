@@ -83,7 +83,7 @@ def test_template_syntax_in_a_question_stays_literal(make_pipeline):
     pipeline = make_pipeline(REPLY)
     pipeline.ask("$passages ${question} $$ {{x}} When does the tea harvest begin?")
     prompt = user_prompt(pipeline)
-    assert prompt.count("[1] (yunnan.txt") == 1  # the passages were not pasted in a second time
+    assert prompt.count("[1] (Tea in Yunnan)") == 1  # the passages were not pasted in a second time
     assert prompt_question(pipeline) == "$passages ${question} $$ {{x}} When does the tea harvest begin?"
 
 

@@ -141,3 +141,20 @@ def test_budget_trims_low_ranked_passages_only_when_over(make_pipeline, docs):
     assert 2 <= len(answer.retrieved) < 5 and any("passages to stay in the time budget" in n for n in answer.notices)
     pipeline.settings.answer_budget_s = None
     assert len(pipeline.ask(question).retrieved) == 5
+
+
+def _passage(n: int, source: str, heading: str | None = None, page: int | None = None):
+    from docqa.types import Chunk, Passage
+
+    chunk = Chunk(id=f"c{n}", source=source, text=f"text {n}", start=0, end=6, heading=heading, page=page)
+    return Passage(n=n, chunk=chunk, score=1.0)
+
+
+def test_passage_labels_are_short_and_name_files_only_when_there_are_several():
+    from docqa.pipeline import format_passages
+
+    long_heading = "Why the two strategies of poverty alleviation and rural revitalization should be connected"
+    one_file = format_passages([_passage(1, "dir/essay.txt", long_heading), _passage(2, "dir/essay.txt")])
+    assert one_file == "[1] (Why the two strategies of poverty alleviation and …)\ntext 1\n\n[2]\ntext 2"
+    two_files = format_passages([_passage(1, "a/report.pdf", "Costs", page=3), _passage(2, "notes.md")])
+    assert two_files == "[1] (report, Costs, page 3)\ntext 1\n\n[2] (notes)\ntext 2"

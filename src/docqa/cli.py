@@ -92,7 +92,7 @@ def index_cmd(
 
     settings = load_settings(settings_file, overrides)
     apply_runtime_settings(settings)
-    embedder = SentenceTransformerEmbedder(settings.embed_model)
+    embedder = SentenceTransformerEmbedder(settings.embed_model, dtype=settings.embed_dtype)
     if ray_address is not None:
         from docqa.ray_ingest import update_index_with_ray
 

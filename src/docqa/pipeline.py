@@ -6,6 +6,7 @@ import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 from docqa import citations as cit
@@ -150,15 +151,24 @@ def judge(raw: str, passages: list[Passage], questions: list[str]) -> tuple[str,
     return checked, citations, None
 
 
-def format_passages(passages: list[Passage]) -> str:
+def format_passages(passages: list[Passage], heading_words: int = 8) -> str:
+    """Number the passages for the prompt, each under a short label of where it comes from.
+
+    Labels are kept short because every prompt token costs prefill time: the heading is cut to
+    `heading_words` words, and the file name is only given when the passages come from more than one
+    file (it is then what tells them apart). Citations map back through the numbers, not the labels.
+    """
+    several_files = len({p.chunk.source for p in passages}) > 1
     blocks = []
     for p in passages:
-        where = (
-            p.chunk.source
-            + (f", {p.chunk.heading}" if p.chunk.heading else "")
-            + (f", page {p.chunk.page}" if p.chunk.page else "")
-        )
-        blocks.append(f"[{p.n}] ({where})\n{p.chunk.text}")
+        parts = [Path(p.chunk.source).stem] if several_files else []
+        if p.chunk.heading:
+            words = p.chunk.heading.split()
+            parts.append(" ".join(words[:heading_words]) + (" …" if len(words) > heading_words else ""))
+        if p.chunk.page:
+            parts.append(f"page {p.chunk.page}")
+        label = f" ({', '.join(parts)})" if parts else ""
+        blocks.append(f"[{p.n}]{label}\n{p.chunk.text}")
     return "\n\n".join(blocks)
 
 
@@ -201,7 +211,7 @@ class Pipeline:
         if embedder is None:
             from docqa.embeddings import SentenceTransformerEmbedder
 
-            embedder = SentenceTransformerEmbedder(settings.embed_model)
+            embedder = SentenceTransformerEmbedder(settings.embed_model, dtype=settings.embed_dtype)
         report = None
         if settings.auto_index:
             report = update_index(settings, embedder, progress=progress, lock_wait_s=600)

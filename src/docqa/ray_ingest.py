@@ -41,13 +41,13 @@ def text_key(model: str, text: str) -> str:
 class _EmbedBatch:
     """A Ray Data actor: loads the embedder once, then embeds batches of {"key", "text"} rows."""
 
-    def __init__(self, model: str | None, threads: int) -> None:
+    def __init__(self, model: str | None, threads: int, dtype: str = "auto") -> None:
         import torch
 
         from docqa.embeddings import SentenceTransformerEmbedder
 
         torch.set_num_threads(max(1, threads))
-        self.embedder = SentenceTransformerEmbedder(model)
+        self.embedder = SentenceTransformerEmbedder(model, dtype=dtype)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
         vectors = self.embedder.embed([str(t) for t in batch["text"]])
@@ -65,6 +65,7 @@ class RayEmbedder:
         address: str | None = None,
         batch_size: int = 256,
         workers: int | None = None,
+        dtype: str = "auto",
     ) -> None:
         """`local` is the same embedder loaded here (for name, dim and token counts while chunking)."""
         try:
@@ -76,6 +77,7 @@ class RayEmbedder:
         self.dim = local.dim
         self.max_tokens = local.max_tokens
         self.model = model
+        self.dtype = dtype  # the embed_dtype setting; "auto" is decided on each worker's CPU
         self.checkpoint_dir = checkpoint_dir
         self.batch_size = batch_size
         if not ray.is_initialized():
@@ -122,7 +124,7 @@ class RayEmbedder:
             ds = ray.data.from_items([{"key": k, "text": t} for k, t in todo.items()])
             ds = ds.map_batches(
                 _EmbedBatch,
-                fn_constructor_kwargs={"model": self.model, "threads": self.threads_per_worker},
+                fn_constructor_kwargs={"model": self.model, "threads": self.threads_per_worker, "dtype": self.dtype},
                 batch_size=self.batch_size,
                 concurrency=self.workers,
                 num_cpus=self.threads_per_worker,
@@ -154,7 +156,9 @@ def update_index_with_ray(
     """`backends.update_index` with embedding done through Ray; clears the checkpoint once written."""
     from docqa.backends import update_index
 
-    ray_embedder = RayEmbedder(embedder, settings.embed_model, checkpoint_dir_for(settings.index_dir), address)
+    ray_embedder = RayEmbedder(
+        embedder, settings.embed_model, checkpoint_dir_for(settings.index_dir), address, dtype=settings.embed_dtype
+    )
     report = update_index(settings, ray_embedder, rebuild=rebuild, progress=progress, lock_wait_s=lock_wait_s)
     ray_embedder.clear_checkpoint()
     return report

@@ -36,6 +36,9 @@ class Settings(BaseModel):
     llm_model: str | None = None
     embed_model: str | None = None
     dtype: Literal["bfloat16", "float32"] = "bfloat16"
+    # Embedding precision. auto: bf16 autocast where the CPU has native bf16 (2x faster indexing),
+    # else float32. Vectors stay float32 either way; the index does not need rebuilding to switch.
+    embed_dtype: Literal["auto", "bfloat16", "float32"] = "auto"
     offline: bool = True  # set HF_HUB_OFFLINE so nothing tries the network
     threads: int | None = None  # torch threads; None: torch's default (all cores)
     prompt_lookup_tokens: int = Field(10, ge=0, le=64)  # prompt-lookup drafting for faster decode; 0: off
