@@ -49,7 +49,7 @@ def cpu_has_fast_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
 
 
 def resolve_embed_dtype(dtype: str) -> str:
-    """"auto" -> "bfloat16" where the CPU has native bf16 (2x faster, cosine to fp32 > 0.9999), else "float32"."""
+    """Resolve "auto": "bfloat16" where the CPU has native bf16 (2x faster, cosine > 0.9999), else "float32"."""
     if dtype != "auto":
         return dtype
     return "bfloat16" if cpu_has_fast_bf16() else "float32"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -65,6 +65,96 @@ class IndexReport:
 
 def chunk_settings(settings: Settings) -> dict[str, Any]:
     return {"chunk_tokens": settings.chunk_tokens, "chunk_overlap_tokens": settings.chunk_overlap_tokens}
+
+
+def wanted_manifest(settings: Settings, embedder: Embedder) -> dict[str, Any]:
+    """What an index built now would record; an old index that differs on any of these is rebuilt."""
+    return {
+        "embed_model": embedder.name,
+        "dim": embedder.dim,
+        "chunking": chunk_settings(settings),
+        "chunker": CHUNKER_VERSION,
+        "docs_dir": str(settings.docs_dir.resolve()),
+    }
+
+
+@dataclass
+class ScannedFile:
+    position: int  # index in the discovered file list, for progress
+    source: str
+    record: dict[str, Any]  # the manifest's entry: sha256, chunks, bytes, indexed_at
+    chunks: list[Chunk] | None  # None: unchanged since the last index (keep its stored chunks)
+
+
+def scan_files(
+    settings: Settings,
+    embedder: Embedder,
+    files: list[tuple[str, Path]],
+    old_files: dict[str, Any],
+    report: IndexReport,
+    progress: Progress,
+) -> Iterator[ScannedFile]:
+    """Hash every file; yield the unchanged ones with their old record, the rest read and chunked.
+
+    Shared by every store. Files that can't be read or parsed go to `report.failed` (never skipped
+    silently), reader warnings to `report.warnings`; added/updated/unchanged are filled in too.
+    """
+    by_hash: dict[str, str] = {}
+    for position, (source, path) in enumerate(files):
+        progress(position, len(files), f"reading {source}")
+        try:
+            digest = store.sha256_file(path)
+        except OSError as exc:
+            report.failed.append(FileProblem(source, f"can't be read ({exc.strerror})"))
+            continue
+        if digest in by_hash:
+            report.warnings.append(
+                FileProblem(
+                    source, f"same content as {by_hash[digest]}: both indexed; retrieval drops the duplicate passages"
+                )
+            )
+        by_hash.setdefault(digest, source)
+        previous = old_files.get(source)
+        if previous and previous["sha256"] == digest:
+            report.unchanged.append(source)
+            yield ScannedFile(position, source, previous, None)
+            continue
+        try:
+            doc = read_document(path, settings.pdf_timeout_s)
+        except UnreadableFile as exc:
+            report.failed.append(FileProblem(source, str(exc)))
+            continue
+        except OSError as exc:
+            report.failed.append(FileProblem(source, f"can't be read ({exc.strerror or exc})"))
+            continue
+        except Exception as exc:  # noqa: BLE001 - a reader bug on one hostile file must not stop the whole folder
+            report.failed.append(FileProblem(source, f"the reader failed ({exc.__class__.__name__}: {exc})"))
+            continue
+        report.warnings.extend(FileProblem(source, w) for w in doc.warnings)
+        chunks = chunk_document(
+            doc, source, embedder.count_tokens, settings.chunk_tokens, settings.chunk_overlap_tokens
+        )
+        record = {
+            "sha256": digest,
+            "chunks": len(chunks),
+            "bytes": path.stat().st_size,
+            "indexed_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+        (report.updated if source in old_files else report.added).append(source)
+        yield ScannedFile(position, source, record, chunks)
+
+
+def nothing_indexable(settings: Settings, report: IndexReport) -> DocsError:
+    """The error for a docs folder with no readable document, naming the first failures."""
+    if report.failed:
+        listing = "; ".join(f"{p.source}: {p.reason}" for p in report.failed[:5])
+        return DocsError(
+            f"no readable documents in {settings.docs_dir} ({listing})",
+            "add .txt, .md, .pdf, .html or .docx files with text",
+        )
+    return DocsError(
+        f"the documents folder {settings.docs_dir} is empty", "add .txt, .md, .pdf, .html or .docx files to it"
+    )
 
 
 def discover(docs_dir: Path, max_bytes: int) -> tuple[list[tuple[str, Path]], list[FileProblem]]:
@@ -145,13 +235,7 @@ def _update(settings: Settings, embedder: Embedder, rebuild: bool, progress: Pro
     started = time.perf_counter()
     report = IndexReport()
     files, report.failed = discover(settings.docs_dir, int(settings.max_file_mb * 1e6))
-    wanted = {
-        "embed_model": embedder.name,
-        "dim": embedder.dim,
-        "chunking": chunk_settings(settings),
-        "chunker": CHUNKER_VERSION,
-        "docs_dir": str(settings.docs_dir.resolve()),
-    }
+    wanted = wanted_manifest(settings, embedder)
     old: store.StoredIndex | None = None
     if rebuild:
         report.rebuilt_because = "--rebuild was asked for"
@@ -170,64 +254,17 @@ def _update(settings: Settings, embedder: Embedder, rebuild: bool, progress: Pro
     kept_vectors: list[np.ndarray] = []
     new_chunks: list[Chunk] = []
     file_records: dict[str, Any] = {}
-    by_hash: dict[str, str] = {}
-    for done, (source, path) in enumerate(files):
-        progress(done, len(files), f"reading {source}")
-        try:
-            digest = store.sha256_file(path)
-        except OSError as exc:
-            report.failed.append(FileProblem(source, f"can't be read ({exc.strerror})"))
-            continue
-        if digest in by_hash:
-            report.warnings.append(
-                FileProblem(
-                    source, f"same content as {by_hash[digest]}: both indexed; retrieval drops the duplicate passages"
-                )
-            )
-        by_hash.setdefault(digest, source)
-        previous = old_files.get(source)
-        if previous and previous["sha256"] == digest and old is not None:
-            rows = [i for i, c in enumerate(old.chunks) if c.source == source]
+    for scanned in scan_files(settings, embedder, files, old_files, report, progress):
+        file_records[scanned.source] = scanned.record
+        if scanned.chunks is None and old is not None:
+            rows = [i for i, c in enumerate(old.chunks) if c.source == scanned.source]
             kept_chunks.extend(old.chunks[i] for i in rows)
             kept_vectors.append(old.vectors[rows])
-            file_records[source] = previous
-            report.unchanged.append(source)
-            continue
-        try:
-            doc = read_document(path, settings.pdf_timeout_s)
-        except UnreadableFile as exc:
-            report.failed.append(FileProblem(source, str(exc)))
-            continue
-        except OSError as exc:
-            report.failed.append(FileProblem(source, f"can't be read ({exc.strerror or exc})"))
-            continue
-        except Exception as exc:  # noqa: BLE001 - a reader bug on one hostile file must not stop the whole folder
-            report.failed.append(FileProblem(source, f"the reader failed ({exc.__class__.__name__}: {exc})"))
-            continue
-        report.warnings.extend(FileProblem(source, w) for w in doc.warnings)
-        chunks = chunk_document(
-            doc, source, embedder.count_tokens, settings.chunk_tokens, settings.chunk_overlap_tokens
-        )
-        new_chunks.extend(chunks)
-        file_records[source] = {
-            "sha256": digest,
-            "chunks": len(chunks),
-            "bytes": path.stat().st_size,
-            "indexed_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        }
-        (report.updated if source in old_files else report.added).append(source)
+        else:
+            new_chunks.extend(scanned.chunks or [])
     report.removed = sorted(set(old_files) - {s for s, _ in files})
-
     if not file_records:
-        if report.failed:
-            listing = "; ".join(f"{p.source}: {p.reason}" for p in report.failed[:5])
-            raise DocsError(
-                f"no readable documents in {settings.docs_dir} ({listing})",
-                "add .txt, .md, .pdf, .html or .docx files with text",
-            )
-        raise DocsError(
-            f"the documents folder {settings.docs_dir} is empty", "add .txt, .md, .pdf, .html or .docx files to it"
-        )
+        raise nothing_indexable(settings, report)
 
     if new_chunks:
         progress(len(files), len(files), f"embedding {len(new_chunks)} chunks")

@@ -33,23 +33,21 @@ from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 
-from docqa.chunking import chunk_document
 from docqa.embeddings import Embedder
-from docqa.errors import DocsError, IndexStateError, SettingsError
+from docqa.errors import IndexStateError, SettingsError
 from docqa.indexer import (
-    CHUNKER_VERSION,
-    FileProblem,
     IndexReport,
     Progress,
     _mismatch,
-    chunk_settings,
     discover,
     library_versions,
+    nothing_indexable,
+    scan_files,
+    wanted_manifest,
 )
-from docqa.readers import UnreadableFile, read_document
 from docqa.retrieval import Mode, Retrieval, drop_near_duplicates, rrf
 from docqa.settings import Settings
-from docqa.store import FORMAT_VERSION, sha256_file
+from docqa.store import FORMAT_VERSION
 from docqa.types import Chunk, Passage
 
 EXTRA_HINT = "pip install 'docqa[pgvector]' (llama-index-vector-stores-postgres, psycopg2-binary)"
@@ -403,15 +401,7 @@ def _update(db: PgDatabase, settings: Settings, embedder: Embedder, rebuild: boo
     started = time.perf_counter()
     report = IndexReport()
     files, report.failed = discover(settings.docs_dir, int(settings.max_file_mb * 1e6))
-    wanted = {
-        "embed_model": embedder.name,
-        "dim": embedder.dim,
-        "chunking": chunk_settings(settings),
-        "chunker": CHUNKER_VERSION,
-        "docs_dir": str(settings.docs_dir.resolve()),
-        "format": FORMAT_VERSION,
-        "vector_store": "pgvector",
-    }
+    wanted = {**wanted_manifest(settings, embedder), "format": FORMAT_VERSION, "vector_store": "pgvector"}
     old = None if rebuild else db.read_manifest()
     if rebuild:
         report.rebuilt_because = "--rebuild was asked for"
@@ -458,45 +448,12 @@ def _update(db: PgDatabase, settings: Settings, embedder: Embedder, rebuild: boo
         report.embedded += len(chunks)
         pending.clear()
 
-    seen: dict[str, str] = {}
-    for done, (source, path) in enumerate(files):
-        progress(done, len(files), f"reading {source}")
-        try:
-            digest = sha256_file(path)
-        except OSError as exc:
-            report.failed.append(FileProblem(source, f"can't be read ({exc.strerror})"))
-            continue
-        if digest in seen:
-            report.warnings.append(
-                FileProblem(source, f"same content as {seen[digest]}: both indexed; retrieval drops the duplicates")
-            )
-        seen.setdefault(digest, source)
-        previous = old_files.get(source)
-        if previous and previous["sha256"] == digest:
-            report.unchanged.append(source)
-            continue
-        try:
-            doc = read_document(path, settings.pdf_timeout_s)
-        except UnreadableFile as exc:
-            report.failed.append(FileProblem(source, str(exc)))
-            continue
-        except OSError as exc:
-            report.failed.append(FileProblem(source, f"can't be read ({exc.strerror or exc})"))
-            continue
-        report.warnings.extend(FileProblem(source, w) for w in doc.warnings)
-        chunks = chunk_document(
-            doc, source, embedder.count_tokens, settings.chunk_tokens, settings.chunk_overlap_tokens
-        )
-        record = {
-            "sha256": digest,
-            "chunks": len(chunks),
-            "bytes": path.stat().st_size,
-            "indexed_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        }
-        pending.append((source, record, chunks))
-        (report.updated if source in old_files else report.added).append(source)
+    for scanned in scan_files(settings, embedder, files, old_files, report, progress):
+        if scanned.chunks is None:
+            continue  # unchanged: its rows stay in the table
+        pending.append((scanned.source, scanned.record, scanned.chunks))
         if sum(len(cs) for _, _, cs in pending) >= EMBED_BATCH:
-            progress(done, len(files), f"embedding {sum(len(cs) for _, _, cs in pending)} chunks")
+            progress(scanned.position, len(files), f"embedding {sum(len(cs) for _, _, cs in pending)} chunks")
             flush()
     if pending:
         progress(len(files), len(files), f"embedding {sum(len(cs) for _, _, cs in pending)} chunks")
@@ -506,15 +463,7 @@ def _update(db: PgDatabase, settings: Settings, embedder: Embedder, rebuild: boo
         store.delete(source)
         live.pop(source, None)
     if not live:
-        if report.failed:
-            listing = "; ".join(f"{p.source}: {p.reason}" for p in report.failed[:5])
-            raise DocsError(
-                f"no readable documents in {settings.docs_dir} ({listing})",
-                "add .txt, .md, .pdf, .html or .docx files with text",
-            )
-        raise DocsError(
-            f"the documents folder {settings.docs_dir} is empty", "add .txt, .md, .pdf, .html or .docx files to it"
-        )
+        raise nothing_indexable(settings, report)
     report.chunks = sum(r["chunks"] for r in live.values())
     if report.changed or old is None or not old.get("complete", True):
         db.write_manifest(manifest(building=False))
