@@ -45,8 +45,16 @@ def _porter():
     return PorterStemmer()
 
 
+K1, B = 1.5, 0.75  # Okapi BM25 parameters; the pgvector store's SQL BM25 uses the same
+
+
+def idf(n_docs: int, df: int) -> float:
+    """BM25's smoothed inverse document frequency (never negative)."""
+    return math.log(1 + (n_docs - df + 0.5) / (df + 0.5))
+
+
 class BM25:
-    def __init__(self, texts: list[str], k1: float = 1.5, b: float = 0.75) -> None:
+    def __init__(self, texts: list[str], k1: float = K1, b: float = B) -> None:
         self.k1, self.b = k1, b
         docs = [Counter(tokenize(t)) for t in texts]
         self.doc_len = np.array([sum(d.values()) for d in docs], dtype=np.float32)
@@ -64,9 +72,7 @@ class BM25:
             term: (np.array(ids, dtype=np.int64), np.array(tfs, dtype=np.float32))
             for term, (ids, tfs) in postings.items()
         }
-        self.idf = {
-            term: math.log(1 + (n - len(ids) + 0.5) / (len(ids) + 0.5)) for term, (ids, _) in self.postings.items()
-        }
+        self.idf = {term: idf(n, len(ids)) for term, (ids, _) in self.postings.items()}
         self.size = n
 
     def scores(self, query: str) -> np.ndarray:

@@ -80,9 +80,9 @@ class Settings(BaseModel):
     vector_store: Literal["faiss", "pgvector"] = "faiss"
     pg_url: str | None = Field(None, repr=False)
     pg_table: str = Field("docqa", pattern=r"^[a-z_][a-z0-9_]{0,40}$")  # table-name prefix
-    # The lexical ranking fused with pgvector's: PostgreSQL full-text search (ts_rank), or docqa's
-    # own BM25 over the chunks read from the database (ranks exactly as with FAISS; holds them in memory).
-    pg_lexical: Literal["postgres", "bm25"] = "postgres"
+    # The lexical ranking fused with pgvector's, both computed in PostgreSQL: "bm25" is Okapi BM25 in
+    # SQL over docqa's tokens (ranks as the FAISS store does); "postgres" is PostgreSQL's ts_rank.
+    pg_lexical: Literal["bm25", "postgres"] = "bm25"
 
     # Web server.
     host: str = "127.0.0.1"

@@ -5,13 +5,16 @@ Tables, for `pg_table = "docqa"`:
     data_docqa_chunks   llama-index's PGVectorStore: text, metadata (the chunk's fields, ref_doc_id =
                         its source file), a pgvector embedding, and a generated tsvector column
                         (to_tsvector('english', text), GIN-indexed) for full-text search
+    docqa_terms         per chunk: its BM25 term counts (jsonb, GIN-indexed) and length, from the
+                        same tokenizer as docqa's in-memory BM25 (bm25.tokenize)
     docqa_manifest      one row: the same manifest the FAISS index keeps in manifest.json
 
 Dense search is exact (no ANN index), so it ranks like FAISS's flat index. The lexical ranking is
-PostgreSQL's full-text search (ts_rank over an OR of the query's words) instead of docqa's BM25;
-both rankings are fused by the same weighted RRF (`retrieval.rrf`). With `pg_lexical = "bm25"` the
-lexical ranking is docqa's own BM25 over the chunks read from the database, and retrieval ranks
-exactly as it does on FAISS (at the cost of holding the chunks in memory).
+computed by PostgreSQL. With `pg_lexical = "bm25"` (the default) it is Okapi BM25 in SQL over
+docqa_terms, with the same tokens, k1, b and idf as the FAISS store's BM25, so retrieval ranks as it
+does on FAISS and nothing is held in memory. With `pg_lexical = "postgres"` it is PostgreSQL's own
+full-text ranking (ts_rank over the english tsvector, through llama-index's hybrid search), which
+ranks differently. Either ranking is fused with the dense one by the same weighted RRF.
 
 Updates are per batch of files: a changed file's rows are deleted and re-added, then the manifest
 row is rewritten to list exactly the files whose rows are in the table. An interrupted update
@@ -51,6 +54,7 @@ from docqa.store import FORMAT_VERSION
 from docqa.types import Chunk, Passage
 
 EXTRA_HINT = "pip install 'docqa[pgvector]' (llama-index-vector-stores-postgres, psycopg2-binary)"
+PG_SCHEMA = 2  # 2: the BM25 terms table; an index with an older layout is rebuilt
 EMBED_BATCH = 512  # chunks embedded and written per step: bounds memory and the work an interruption loses
 
 
@@ -132,6 +136,7 @@ class PgDatabase:
         self.prefix = settings.pg_table
         self.chunk_table = f"data_{self.prefix}_chunks"  # PGVectorStore's name for table_name=<prefix>_chunks
         self.manifest_table = f"{self.prefix}_manifest"
+        self.terms_table = f"{self.prefix}_terms"
         self.engine = sqlalchemy.create_engine(self.sync_url, pool_pre_ping=True)
         self._vector_store: Any = None
         self._dim: int | None = None
@@ -181,6 +186,7 @@ class PgDatabase:
 
         with self.connect() as conn:
             conn.execute(sa.text(f"DROP TABLE IF EXISTS {self.chunk_table}"))
+            conn.execute(sa.text(f"DROP TABLE IF EXISTS {self.terms_table}"))
             conn.execute(sa.text(f"DROP TABLE IF EXISTS {self.manifest_table}"))
         self._vector_store = None
 
@@ -220,6 +226,80 @@ class PgDatabase:
         with self.connect() as conn:
             rows = conn.execute(sa.text(f"SELECT text, metadata_ FROM {self.chunk_table} ORDER BY id")).all()
         return [chunk_from_row(text, meta) for text, meta in rows]
+
+    def replace_terms(self, sources: list[str], chunks: list[Chunk]) -> None:
+        """Delete the BM25 rows of `sources`, then add one row per chunk (term counts and length)."""
+        import sqlalchemy as sa
+
+        from docqa.bm25 import tokenize
+
+        with self.connect() as conn:
+            conn.execute(
+                sa.text(
+                    f"CREATE TABLE IF NOT EXISTS {self.terms_table}"
+                    " (node_id text PRIMARY KEY, source text NOT NULL, tf jsonb NOT NULL, doclen int NOT NULL)"
+                )
+            )
+            t = self.terms_table
+            conn.execute(sa.text(f"CREATE INDEX IF NOT EXISTS {t}_tf ON {t} USING gin (tf)"))
+            conn.execute(sa.text(f"CREATE INDEX IF NOT EXISTS {t}_src ON {t} (source)"))
+            if sources:
+                conn.execute(sa.text(f"DELETE FROM {self.terms_table} WHERE source = ANY(:s)"), {"s": sources})
+            rows = []
+            for c in chunks:
+                tokens = tokenize(c.search_text)
+                counts: dict[str, int] = {}
+                for t in tokens:
+                    counts[t] = counts.get(t, 0) + 1
+                rows.append({"id": c.id, "src": c.source, "tf": json.dumps(counts), "len": len(tokens)})
+            if rows:
+                conn.execute(
+                    sa.text(
+                        f"INSERT INTO {self.terms_table} (node_id, source, tf, doclen)"
+                        " VALUES (:id, :src, CAST(:tf AS jsonb), :len)"
+                    ),
+                    rows,
+                )
+
+    def bm25(self, query: str, n: int) -> list[tuple[str, float]]:
+        """(chunk id, score) by Okapi BM25, best first, computed in PostgreSQL (the scores of bm25.BM25)."""
+        import sqlalchemy as sa
+
+        from docqa.bm25 import K1, B, tokenize
+
+        terms = sorted(set(tokenize(query)))
+        if not terms:
+            return []
+        sql = f"""
+            WITH st AS (SELECT count(*)::float8 AS n, avg(doclen)::float8 AS avgdl FROM {self.terms_table}),
+            q AS (SELECT unnest(CAST(:terms AS text[])) AS term),
+            df AS (SELECT q.term, (SELECT count(*) FROM {self.terms_table} t WHERE t.tf ? q.term)::float8 AS df FROM q)
+            SELECT t.node_id,
+                   sum(ln(1 + (st.n - df.df + 0.5) / (df.df + 0.5))
+                       * (t.tf ->> df.term)::float8 * (:k1 + 1)
+                       / ((t.tf ->> df.term)::float8
+                          + :k1 * (1 - :b + :b * t.doclen / greatest(st.avgdl, 1e-9)))) AS score
+            FROM {self.terms_table} t JOIN df ON t.tf ? df.term CROSS JOIN st
+            WHERE t.tf ?| CAST(:terms AS text[])
+            GROUP BY t.node_id ORDER BY score DESC, t.node_id LIMIT :n
+        """
+        with self.connect() as conn:
+            if conn.execute(sa.text("SELECT to_regclass(:t)"), {"t": self.terms_table}).scalar() is None:
+                return []
+            rows = conn.execute(sa.text(sql), {"terms": terms, "k1": K1, "b": B, "n": n}).all()
+        return [(node_id, float(score)) for node_id, score in rows]
+
+    def chunks_by_id(self, chunk_ids: list[str]) -> dict[str, Chunk]:
+        import sqlalchemy as sa
+
+        if not chunk_ids:
+            return {}
+        with self.connect() as conn:
+            rows = conn.execute(
+                sa.text(f"SELECT node_id, text, metadata_ FROM {self.chunk_table} WHERE node_id = ANY(:ids)"),
+                {"ids": chunk_ids},
+            ).all()
+        return {node_id: chunk_from_row(text, meta) for node_id, text, meta in rows}
 
     def cosines(self, chunk_ids: list[str], qvec: np.ndarray) -> dict[str, float]:
         """Cosine of the query to each listed chunk (pgvector's <=> is cosine distance)."""
@@ -278,11 +358,10 @@ class PgRetriever:
         candidates: int = 20,
         dedup_threshold: float = 0.8,
         bm25_weight: float = 1.0,
-        lexical: str = "postgres",
+        lexical: str = "bm25",
     ) -> None:
         self.db = db
-        self.lexical = lexical  # "postgres" (full-text search) or "bm25" (docqa's, in memory)
-        self._bm25: Any = None
+        self.lexical = lexical  # "bm25" (Okapi BM25 in SQL) or "postgres" (PostgreSQL's ts_rank)
         self.index = PgIndexInfo(manifest)
         self.embedder = embedder
         self.candidates = candidates
@@ -360,16 +439,10 @@ class PgRetriever:
         return Retrieval(passages, max(cos_of[i] for i in fused))
 
     def _bm25_ranking(self, query: str, n: int, by_id: dict[str, Chunk]) -> list[str]:
-        from docqa.bm25 import BM25
-
-        if self._bm25 is None:
-            self._bm25 = BM25([c.search_text for c in self.chunks])
-        ranking = []
-        for i, _ in self._bm25.top(query, n):
-            chunk = self.chunks[i]
-            by_id.setdefault(chunk.id, chunk)
-            ranking.append(chunk.id)
-        return ranking
+        ranking = [i for i, _ in self.db.bm25(query, n)]
+        missing = [i for i in ranking if i not in by_id]
+        by_id.update(self.db.chunks_by_id(missing))
+        return [i for i in ranking if i in by_id]
 
     @staticmethod
     def _collect(nodes: list[Any], by_id: dict[str, Chunk]) -> list[str]:
@@ -401,12 +474,19 @@ def _update(db: PgDatabase, settings: Settings, embedder: Embedder, rebuild: boo
     started = time.perf_counter()
     report = IndexReport()
     files, report.failed = discover(settings.docs_dir, int(settings.max_file_mb * 1e6))
-    wanted = {**wanted_manifest(settings, embedder), "format": FORMAT_VERSION, "vector_store": "pgvector"}
+    wanted = {
+        **wanted_manifest(settings, embedder),
+        "format": FORMAT_VERSION,
+        "vector_store": "pgvector",
+        "pg_schema": PG_SCHEMA,
+    }
     old = None if rebuild else db.read_manifest()
     if rebuild:
         report.rebuilt_because = "--rebuild was asked for"
     elif old is not None:
         report.rebuilt_because = _mismatch(old, wanted)
+        if report.rebuilt_because is None and old.get("pg_schema") != PG_SCHEMA:
+            report.rebuilt_because = f"the PostgreSQL layout changed ({old.get('pg_schema')} -> {PG_SCHEMA})"
     if old is None or report.rebuilt_because:
         db.drop()
         old = None
@@ -443,6 +523,7 @@ def _update(db: PgDatabase, settings: Settings, embedder: Embedder, rebuild: boo
             store.delete(source)
         if nodes:
             store.add(nodes)
+        db.replace_terms([source for source, _, _ in pending], chunks)
         live.update({source: record for source, record, _ in pending})
         db.write_manifest(manifest(building=True))
         report.embedded += len(chunks)
@@ -462,6 +543,8 @@ def _update(db: PgDatabase, settings: Settings, embedder: Embedder, rebuild: boo
     for source in report.removed:
         store.delete(source)
         live.pop(source, None)
+    if report.removed:
+        db.replace_terms(report.removed, [])
     if not live:
         raise nothing_indexable(settings, report)
     report.chunks = sum(r["chunks"] for r in live.values())
