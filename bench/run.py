@@ -140,8 +140,12 @@ def indexing_throughput(embedder, n_chunks: int) -> dict:
         t = time.perf_counter()
         report = update_index(settings, embedder, rebuild=True)
         seconds = time.perf_counter() - t
-    return {"chunks": report.chunks, "seconds": seconds, "chunks_per_s": report.chunks / seconds,
-            "embed_dtype": getattr(embedder, "dtype", None)}
+    return {
+        "chunks": report.chunks,
+        "seconds": seconds,
+        "chunks_per_s": report.chunks / seconds,
+        "embed_dtype": getattr(embedder, "dtype", None),
+    }
 
 
 def retrieval_latency(embedder, sizes: list[int], queries: int) -> dict:
