@@ -270,10 +270,18 @@ class PgDatabase:
         terms = sorted(set(tokenize(query)))
         if not terms:
             return []
+        # MATERIALIZED: computed once. Inlined, the per-term document counts were re-run for every
+        # candidate row (minutes at 20k chunks instead of milliseconds).
         sql = f"""
-            WITH st AS (SELECT count(*)::float8 AS n, avg(doclen)::float8 AS avgdl FROM {self.terms_table}),
-            q AS (SELECT unnest(CAST(:terms AS text[])) AS term),
-            df AS (SELECT q.term, (SELECT count(*) FROM {self.terms_table} t WHERE t.tf ? q.term)::float8 AS df FROM q)
+            WITH st AS MATERIALIZED (
+                SELECT count(*)::float8 AS n, avg(doclen)::float8 AS avgdl FROM {self.terms_table}
+            ),
+            df AS MATERIALIZED (
+                SELECT q.term, count(t.node_id)::float8 AS df
+                FROM unnest(CAST(:terms AS text[])) AS q(term)
+                JOIN {self.terms_table} t ON t.tf ? q.term
+                GROUP BY q.term
+            )
             SELECT t.node_id,
                    sum(ln(1 + (st.n - df.df + 0.5) / (df.df + 0.5))
                        * (t.tf ->> df.term)::float8 * (:k1 + 1)
