@@ -2,13 +2,13 @@
 
     CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX512=ON -DGGML_AVX512_VNNI=ON -DGGML_AVX512_BF16=ON" \\
         python -m venv /tmp/llvenv && /tmp/llvenv/bin/pip install llama-cpp-python==0.3.36   # ~7 min build
-    python bench/llama_cpp.py --site /tmp/llvenv/lib/python3.11/site-packages [--questions 10]
+    python bench/vs_llama_cpp.py --site /tmp/llvenv/lib/python3.11/site-packages [--questions 10]
 
 llama-cpp-python is not a docqa dependency (it builds from source for minutes); `--site` appends
 the folder it was installed into to sys.path. `-march=native` (GGML_NATIVE) crashed with an illegal
 instruction on this VM kind, so the build names the instruction sets instead. Both engines get the
 same chat messages (docqa's system prompt, retrieved passages and question), greedy, 160 new
-tokens at most, 2 threads. Prints medians of time to first token and total, writes bench/llama_cpp.json.
+tokens at most, 2 threads. Prints medians of time to first token and total, writes bench/vs_llama_cpp.json.
 """
 
 from __future__ import annotations
@@ -84,7 +84,7 @@ def main() -> None:
     }
     summary["speedup_total"] = summary["llama.cpp"]["total_p50_s"] / summary["docqa"]["total_p50_s"]
     summary["speedup_ttft"] = summary["llama.cpp"]["ttft_p50_s"] / summary["docqa"]["ttft_p50_s"]
-    (ROOT / "bench" / "llama_cpp.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (ROOT / "bench" / "vs_llama_cpp.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(json.dumps(summary, indent=2))
 
 
