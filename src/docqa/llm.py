@@ -117,7 +117,9 @@ class TransformersGenerator:
 
         with self._lock:
             input_ids = self._inputs(messages)["input_ids"]
-            cache = self.prefix_cache(messages, input_ids) or DynamicCache(config=self.model.config)
+            cache = self.prefix_cache(messages, input_ids)
+            if cache is None:
+                cache = DynamicCache(config=self.model.config)
             tokens: list[int] = []
             shown = 0
             with torch.inference_mode():
