@@ -22,7 +22,7 @@ from pathlib import Path
 
 from transformers import TextIteratorStreamer
 
-from docqa.pipeline import Pipeline, format_passages
+from docqa.pipeline import Pipeline
 from docqa.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -78,15 +78,7 @@ def main() -> None:
     runs: dict[str, list[tuple[float, float, str]]] = {name: [] for name in strategies}
     for question in questions:
         found = pipeline.retriever.retrieve(question, pipeline.settings.top_k)
-        messages = [
-            {"role": "system", "content": pipeline.prompts.render("answer_system")},
-            {
-                "role": "user",
-                "content": pipeline.prompts.render(
-                    "answer_user", passages=format_passages(found.passages), question=question
-                ),
-            },
-        ]
+        messages = pipeline.answer_messages(question, found.passages)
         gen.stream(messages, 1).__next__()  # warm the prefix cache like a running server has it
         for name, run in strategies.items():
             runs[name].append(run(messages))

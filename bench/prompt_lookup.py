@@ -14,7 +14,7 @@ import time
 
 from transformers import TextIteratorStreamer
 
-from docqa.pipeline import Pipeline, format_passages
+from docqa.pipeline import Pipeline
 from docqa.settings import Settings
 
 QUESTIONS = [
@@ -31,15 +31,7 @@ def main() -> None:
     decode: dict[str, list[float]] = {"off": [], "on": []}
     for question in QUESTIONS:
         found = pipeline.retriever.retrieve(question, pipeline.settings.top_k)
-        messages = [
-            {"role": "system", "content": pipeline.prompts.render("answer_system")},
-            {
-                "role": "user",
-                "content": pipeline.prompts.render(
-                    "answer_user", passages=format_passages(found.passages), question=question
-                ),
-            },
-        ]
+        messages = pipeline.answer_messages(question, found.passages)
         inputs = gen._inputs(messages)
         for label, extra in (("off", {}), ("on", {"prompt_lookup_num_tokens": 10})):
             streamer = TextIteratorStreamer(gen.tokenizer, skip_prompt=True, skip_special_tokens=True)

@@ -34,7 +34,7 @@ def main() -> None:
     from llama_cpp import Llama
 
     from docqa.models import PACKAGED, PROFILES, join_parts, part_paths
-    from docqa.pipeline import Pipeline, format_passages
+    from docqa.pipeline import Pipeline
     from docqa.settings import Settings
 
     pipeline = Pipeline.from_settings(Settings.load(profile="default"))
@@ -51,15 +51,7 @@ def main() -> None:
     max_new = pipeline.settings.max_new_tokens
     for question in questions:
         found = pipeline.retriever.retrieve(question, pipeline.settings.top_k)
-        messages = [
-            {"role": "system", "content": pipeline.prompts.render("answer_system")},
-            {
-                "role": "user",
-                "content": pipeline.prompts.render(
-                    "answer_user", passages=format_passages(found.passages), question=question
-                ),
-            },
-        ]
+        messages = pipeline.answer_messages(question, found.passages)
         started, first = time.perf_counter(), None
         for _ in pipeline.generator.stream(messages, max_new):
             first = first or time.perf_counter() - started

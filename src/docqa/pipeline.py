@@ -368,13 +368,7 @@ class Pipeline:
             yield finish(ABSTAIN_TEXT, reason)
             return
 
-        messages: list[Message] = [
-            {"role": "system", "content": self.prompts.render("answer_system")},
-            {
-                "role": "user",
-                "content": self.prompts.render("answer_user", passages=format_passages(passages), question=query),
-            },
-        ]
+        messages = self.answer_messages(query, passages)
         generator = self.generator
         t0 = time.perf_counter()
         pieces: list[str] = []
@@ -406,15 +400,18 @@ class Pipeline:
             notices.append(f"Used {len(passages)} of {len(found.passages)} passages to stay in the time budget.")
         return Retrieval(passages, found.best_score)
 
-    def _prompt_tokens(self, passages: list[Passage], query: str) -> int:
-        messages: list[Message] = [
+    def answer_messages(self, query: str, passages: list[Passage]) -> list[Message]:
+        """The chat messages that ask the model to answer `query` from the numbered `passages`."""
+        return [
             {"role": "system", "content": self.prompts.render("answer_system")},
             {
                 "role": "user",
                 "content": self.prompts.render("answer_user", passages=format_passages(passages), question=query),
             },
         ]
-        return self.generator.count_tokens(messages)
+
+    def _prompt_tokens(self, passages: list[Passage], query: str) -> int:
+        return self.generator.count_tokens(self.answer_messages(query, passages))
 
     def rewrite(self, question: str, history: History) -> str:
         """Turn a follow-up into a standalone question with one short model call."""

@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import time
 import zlib
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -137,6 +138,7 @@ class PgDatabase:
         self.chunk_table = f"data_{self.prefix}_chunks"  # PGVectorStore's name for table_name=<prefix>_chunks
         self.manifest_table = f"{self.prefix}_manifest"
         self.terms_table = f"{self.prefix}_terms"
+        self._terms_ready = False  # the terms table is known to exist
         self.engine = sqlalchemy.create_engine(self.sync_url, pool_pre_ping=True)
         self._vector_store: Any = None
         self._dim: int | None = None
@@ -189,6 +191,7 @@ class PgDatabase:
             conn.execute(sa.text(f"DROP TABLE IF EXISTS {self.terms_table}"))
             conn.execute(sa.text(f"DROP TABLE IF EXISTS {self.manifest_table}"))
         self._vector_store = None
+        self._terms_ready = False
 
     def vector_store(self, dim: int) -> Any:
         """llama-index's PGVectorStore over the chunk table (created on first use, with the extension)."""
@@ -234,24 +237,23 @@ class PgDatabase:
         from docqa.bm25 import tokenize
 
         with self.connect() as conn:
-            conn.execute(
-                sa.text(
-                    f"CREATE TABLE IF NOT EXISTS {self.terms_table}"
-                    " (node_id text PRIMARY KEY, source text NOT NULL, tf jsonb NOT NULL, doclen int NOT NULL)"
+            if not self._terms_ready:  # once per process, not once per batch
+                t = self.terms_table
+                conn.execute(
+                    sa.text(
+                        f"CREATE TABLE IF NOT EXISTS {t}"
+                        " (node_id text PRIMARY KEY, source text NOT NULL, tf jsonb NOT NULL, doclen int NOT NULL)"
+                    )
                 )
-            )
-            t = self.terms_table
-            conn.execute(sa.text(f"CREATE INDEX IF NOT EXISTS {t}_tf ON {t} USING gin (tf)"))
-            conn.execute(sa.text(f"CREATE INDEX IF NOT EXISTS {t}_src ON {t} (source)"))
+                conn.execute(sa.text(f"CREATE INDEX IF NOT EXISTS {t}_tf ON {t} USING gin (tf)"))
+                conn.execute(sa.text(f"CREATE INDEX IF NOT EXISTS {t}_src ON {t} (source)"))
+                self._terms_ready = True
             if sources:
                 conn.execute(sa.text(f"DELETE FROM {self.terms_table} WHERE source = ANY(:s)"), {"s": sources})
             rows = []
             for c in chunks:
                 tokens = tokenize(c.search_text)
-                counts: dict[str, int] = {}
-                for t in tokens:
-                    counts[t] = counts.get(t, 0) + 1
-                rows.append({"id": c.id, "src": c.source, "tf": json.dumps(counts), "len": len(tokens)})
+                rows.append({"id": c.id, "src": c.source, "tf": json.dumps(Counter(tokens)), "len": len(tokens)})
             if rows:
                 conn.execute(
                     sa.text(
@@ -292,8 +294,10 @@ class PgDatabase:
             GROUP BY t.node_id ORDER BY score DESC, t.node_id LIMIT :n
         """
         with self.connect() as conn:
-            if conn.execute(sa.text("SELECT to_regclass(:t)"), {"t": self.terms_table}).scalar() is None:
-                return []
+            if not self._terms_ready:
+                if conn.execute(sa.text("SELECT to_regclass(:t)"), {"t": self.terms_table}).scalar() is None:
+                    return []
+                self._terms_ready = True
             rows = conn.execute(sa.text(sql), {"terms": terms, "k1": K1, "b": B, "n": n}).all()
         return [(node_id, float(score)) for node_id, score in rows]
 
