@@ -17,7 +17,7 @@ def main() -> int:
 
     os.chdir(Path(__file__).resolve().parent)
     try:
-        from docqa.web import serve
+        from docqa.serve.web import serve
 
         serve(Settings.load())
     except DocqaError as exc:

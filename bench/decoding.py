@@ -22,7 +22,7 @@ from pathlib import Path
 
 from transformers import TextIteratorStreamer
 
-from docqa.pipeline import Pipeline
+from docqa.answering.pipeline import Pipeline
 from docqa.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -68,7 +68,7 @@ def main() -> None:
         "docqa": lambda m: docqa_generate(gen, m, pipeline.settings.max_new_tokens),
     }
     if not args.no_assisted:
-        from docqa.pipeline import load_generator
+        from docqa.answering.pipeline import load_generator
 
         draft = load_generator(Settings.load(profile="small")).model
         strategies["assisted"] = lambda m: hf_generate(gen, m, pipeline.settings.max_new_tokens, assistant_model=draft)

@@ -47,11 +47,11 @@ def make_corpus(folder: Path, target_chunks: int, files: int = 200, seed: int = 
 
 
 def index_run(settings, embedder, ray: bool) -> dict:
-    from docqa.backends import update_index
+    from docqa.stores import update_index
 
     started = time.perf_counter()
     if ray:
-        from docqa.ray_ingest import update_index_with_ray
+        from docqa.ingest.ray import update_index_with_ray
 
         report = update_index_with_ray(settings, embedder, None, rebuild=True)
     else:
@@ -61,7 +61,7 @@ def index_run(settings, embedder, ray: bool) -> dict:
 
 
 def latency(settings, embedder, repeats: int = 10) -> dict:
-    from docqa.backends import open_retriever
+    from docqa.stores import open_retriever
 
     retriever = open_retriever(settings, embedder)
     out = {}
@@ -86,8 +86,8 @@ def main() -> None:
     parser.add_argument("--skip", nargs="*", default=[], choices=["faiss", "ray", "pgvector"], help="runs to leave out")
     args = parser.parse_args()
 
-    from docqa.embeddings import SentenceTransformerEmbedder
-    from docqa.pipeline import apply_runtime_settings
+    from docqa.answering.pipeline import apply_runtime_settings
+    from docqa.ingest.embeddings import SentenceTransformerEmbedder
     from docqa.settings import Settings
 
     tmp = Path(tempfile.mkdtemp(prefix="docqa-bench-"))

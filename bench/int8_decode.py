@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from docqa.pipeline import Pipeline
+from docqa.answering.pipeline import Pipeline
 from docqa.settings import Settings
 
 

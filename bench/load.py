@@ -28,7 +28,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from docqa import metrics  # noqa: E402
+from docqa.evaluate import metrics  # noqa: E402
 from docqa.settings import Settings  # noqa: E402
 
 # Short questions about the bundled essay; the model answers these from the passages.
@@ -223,8 +223,8 @@ def start_servers(root: Path, max_new_tokens: int = 48, queue_size: int = 2) -> 
 
     Returns (url, short_queue_url, demos to close).
     """
-    from docqa.pipeline import Pipeline
-    from docqa.web import build_app, launch
+    from docqa.answering.pipeline import Pipeline
+    from docqa.serve.web import build_app, launch
 
     docs = root / "docs"
     if not docs.exists():

@@ -10,7 +10,7 @@ questions each; prints TTFT and total medians and how many answers equal the hf 
 import json
 import statistics
 
-from docqa.pipeline import Pipeline
+from docqa.answering.pipeline import Pipeline
 from docqa.settings import Settings
 
 p = Pipeline.from_settings(Settings.load())

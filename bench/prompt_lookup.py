@@ -14,7 +14,7 @@ import time
 
 from transformers import TextIteratorStreamer
 
-from docqa.pipeline import Pipeline
+from docqa.answering.pipeline import Pipeline
 from docqa.settings import Settings
 
 QUESTIONS = [

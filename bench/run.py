@@ -22,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from docqa import metrics  # noqa: E402
+from docqa.evaluate import metrics  # noqa: E402
 from docqa.settings import Settings  # noqa: E402
 
 # Targets from issue 6 (default profile, this 2-core machine): name -> (comparison, value)
@@ -67,7 +67,7 @@ def start_time(settings: Settings, cache_dir: Path, repeats: int) -> list[float]
     """Seconds from a fresh process to a pipeline ready to answer (index loaded, model loaded)."""
     code = (
         "import time; t = time.perf_counter();"
-        "from docqa.pipeline import Pipeline; from docqa.settings import Settings;"
+        "from docqa.answering.pipeline import Pipeline; from docqa.settings import Settings;"
         f"p = Pipeline.from_settings(Settings.model_validate_json({settings.model_dump_json()!r}));"
         "p.generator; print('READY', time.perf_counter() - t)"
     )
@@ -107,7 +107,7 @@ def answer_speed(pipeline, questions: list[str]) -> dict:
 
 
 def naive_speed(settings: Settings, pipeline, questions: list[str]) -> dict:
-    from docqa.baseline import build_naive
+    from docqa.evaluate.baseline import build_naive
 
     ask = build_naive(settings, pipeline.embedder, pipeline.generator)
     total = []
@@ -132,7 +132,7 @@ def indexing_throughput(embedder, n_chunks: int) -> dict:
     """
     from ingest import make_corpus
 
-    from docqa.indexer import update_index
+    from docqa.ingest.indexer import update_index
 
     with tempfile.TemporaryDirectory() as tmp:
         make_corpus(Path(tmp) / "docs", n_chunks, files=max(1, n_chunks // 50))
@@ -157,8 +157,8 @@ def retrieval_latency(embedder, sizes: list[int], queries: int) -> dict:
     import faiss
     import numpy as np
 
-    from docqa.retrieval import Retriever
-    from docqa.store import StoredIndex
+    from docqa.retrieve.fusion import Retriever
+    from docqa.stores.faiss_store import StoredIndex
     from docqa.types import Chunk
 
     out = {}
@@ -209,8 +209,8 @@ def main() -> None:
     profile = args.profile or ("small" if quick else "default")
     n_questions = args.questions or (3 if quick else 20)
 
-    from docqa import evaluation as ev
-    from docqa.pipeline import Pipeline
+    from docqa.answering.pipeline import Pipeline
+    from docqa.evaluate import runner as ev
 
     work = Path(tempfile.mkdtemp(prefix="docqa-bench-"))
     settings = Settings.load(

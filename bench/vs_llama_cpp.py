@@ -33,8 +33,8 @@ def main() -> None:
         sys.path.append(str(args.site))
     from llama_cpp import Llama
 
-    from docqa.models import PACKAGED, PROFILES, join_parts, part_paths
-    from docqa.pipeline import Pipeline
+    from docqa.answering.pipeline import Pipeline
+    from docqa.generate.weights import PACKAGED, PROFILES, join_parts, part_paths
     from docqa.settings import Settings
 
     pipeline = Pipeline.from_settings(Settings.load(profile="default"))

@@ -57,7 +57,7 @@ def embedder() -> HashEmbedder:
 
 @pytest.fixture
 def make_pipeline(settings: Settings, embedder: HashEmbedder):
-    from docqa.pipeline import Pipeline
+    from docqa.answering.pipeline import Pipeline
 
     def make(reply, **overrides) -> Pipeline:
         s = settings.model_copy(update=overrides)

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
-from docqa.bm25 import tokenize
+from docqa.retrieve.bm25 import tokenize
 
 
 class HashEmbedder:

@@ -7,9 +7,9 @@ import pytest
 
 pytest.importorskip("ray.data")
 
-from docqa.backends import open_retriever  # noqa: E402
-from docqa.embeddings import SentenceTransformerEmbedder  # noqa: E402
-from docqa.ray_ingest import RayEmbedder, checkpoint_dir_for  # noqa: E402
+from docqa.ingest.embeddings import SentenceTransformerEmbedder  # noqa: E402
+from docqa.ingest.ray import RayEmbedder, checkpoint_dir_for  # noqa: E402
+from docqa.stores import open_retriever  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -75,8 +75,8 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory):
-    from docqa.pipeline import Pipeline
-    from docqa.web import build_app, launch
+    from docqa.answering.pipeline import Pipeline
+    from docqa.serve.web import build_app, launch
 
     root = tmp_path_factory.mktemp("browser")
     shutil.copytree(REPO / "docs", root / "docs")
@@ -245,8 +245,8 @@ def fake_server(tmp_path_factory: pytest.TempPathFactory):
     """The page over a scripted generator that answers with markup, and the hash embedder."""
     import sys
 
-    from docqa.pipeline import Pipeline
-    from docqa.web import build_app, launch
+    from docqa.answering.pipeline import Pipeline
+    from docqa.serve.web import build_app, launch
 
     sys.path.insert(0, str(Path(__file__).parent))
     from fakes import HashEmbedder, ScriptedGenerator

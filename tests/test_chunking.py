@@ -1,5 +1,5 @@
-from docqa.chunking import Span, chunk_document, paragraph_spans, sentence_spans, split_long
-from docqa.readers import Document, plain_headings
+from docqa.ingest.chunking import Span, chunk_document, paragraph_spans, sentence_spans, split_long
+from docqa.ingest.readers import Document, plain_headings
 
 
 def words(text: str) -> int:

@@ -1,4 +1,4 @@
-from docqa.citations import check_citations, declined, parse_markers, unsupported_numbers
+from docqa.answering.checks import check_citations, declined, parse_markers, unsupported_numbers
 from docqa.types import Chunk, Passage
 
 

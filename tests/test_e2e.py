@@ -153,9 +153,9 @@ def test_eval_runner_end_to_end_small_profile(index_dir, tmp_path):
 
 def test_models_from_local_paths_instead_of_profiles(tmp_path):
     """llm_model / embed_model accept a local folder (as they would a hub id with network)."""
-    from docqa.embeddings import bundled_embedder_path
-    from docqa.models import PROFILES, converted_dir
-    from docqa.pipeline import Pipeline
+    from docqa.answering.pipeline import Pipeline
+    from docqa.generate.weights import PROFILES, converted_dir
+    from docqa.ingest.embeddings import bundled_embedder_path
     from docqa.settings import Settings
 
     base = Settings.load()

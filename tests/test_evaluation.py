@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from docqa import evaluation as ev
-from docqa import metrics as m
 from docqa.errors import SettingsError
+from docqa.evaluate import metrics as m
+from docqa.evaluate import runner as ev
 from docqa.types import Answer, Chunk, Citation, Passage
 
 

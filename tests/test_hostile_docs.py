@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from docqa import indexer, store
 from docqa.errors import DocsError
-from docqa.indexer import update_index
+from docqa.ingest import indexer
+from docqa.ingest.indexer import update_index
+from docqa.stores import faiss_store as store
 from test_readers import encrypted_pdf, make_pdf
 
 NETGUARD = Path(__file__).parent / "netguard"

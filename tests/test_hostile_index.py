@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from docqa import store
+from docqa.answering.pipeline import Pipeline
 from docqa.errors import IndexStateError
-from docqa.indexer import update_index
-from docqa.pipeline import Pipeline
+from docqa.ingest.indexer import update_index
+from docqa.stores import faiss_store as store
 from fakes import HashEmbedder, ScriptedGenerator
 
 NETGUARD = Path(__file__).parent / "netguard"
@@ -122,7 +122,7 @@ def test_leftovers_of_a_killed_writer_are_cleaned_by_the_next_run(settings, embe
 HOOK = """
 import os, sys, time
 exec(open({netguard!r}).read())
-from docqa import store
+from docqa.stores import faiss_store as store
 _real_fsync = store._fsync
 def _fsync(path):
     if ".tmp-" in str(path) and not getattr(store, "_paused", False):

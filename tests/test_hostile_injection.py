@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from docqa import evaluation as ev
-from docqa.readers import read_document
+from docqa.evaluate import runner as ev
+from docqa.ingest.readers import read_document
 from docqa.types import Answer, Chunk, Citation, Passage
 
 ROOT = Path(__file__).parents[1]
@@ -119,7 +119,7 @@ def test_injection_set_end_to_end_small_profile(tmp_path):
 
 
 def test_prompt_copy_of_a_passage_loses_injected_orders_but_the_citation_keeps_the_text():
-    from docqa.pipeline import INSTRUCTION_REMOVED, format_passages
+    from docqa.answering.pipeline import INSTRUCTION_REMOVED, format_passages
     from docqa.types import Chunk, Passage
 
     text = (

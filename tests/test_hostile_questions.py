@@ -100,7 +100,7 @@ def free_port() -> int:
 def client(make_pipeline, settings: Settings):
     from gradio_client import Client
 
-    from docqa import web
+    from docqa.serve import web
 
     s = settings.model_copy(update={"port": free_port()})
     demo = web.build_app(make_pipeline(REPLY))

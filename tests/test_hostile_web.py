@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from docqa import web
+from docqa.serve import web
 from docqa.settings import Settings
 
 REPLY = "The harvest begins in March [1]."

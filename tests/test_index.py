@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from docqa import store
 from docqa.errors import DocsError, IndexStateError
-from docqa.indexer import update_index
+from docqa.ingest.indexer import update_index
+from docqa.stores import faiss_store as store
 
 
 def test_manifest_records_how_it_was_built(settings, embedder):
@@ -156,7 +156,7 @@ def test_kill_9_mid_write_keeps_previous_index(settings, embedder, tmp_path):
         import sys, time
         sys.path.insert(0, {str(Path(__file__).parent)!r})
         from fakes import HashEmbedder
-        from docqa.indexer import update_index
+        from docqa.ingest.indexer import update_index
         from docqa.settings import Settings
         import faiss
         orig = faiss.write_index

@@ -5,7 +5,7 @@ import pytest
 torch = pytest.importorskip("torch")
 from transformers import AutoModelForCausalLM, DynamicCache, Qwen2Config  # noqa: E402
 
-from docqa.llm import lookup_decode, lookup_draft  # noqa: E402
+from docqa.generate.hf import lookup_decode, lookup_draft  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ import types
 import pytest
 
 from docqa.errors import ModelError
-from docqa.models import PACKAGED, PROFILES, PackagedGGUF, ensure_converted, join_parts
+from docqa.generate.weights import PACKAGED, PROFILES, PackagedGGUF, ensure_converted, join_parts
 
 
 def fake_parts(tmp_path, monkeypatch, chunks: list[bytes]) -> PackagedGGUF:

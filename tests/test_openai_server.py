@@ -18,7 +18,7 @@ pytest.importorskip("llama_index.llms.openai_like")
 pytest.importorskip("uvicorn")
 
 from docqa.errors import ModelError, SettingsError  # noqa: E402
-from docqa.openai_server import RAG_MODEL, create_app  # noqa: E402
+from docqa.serve.openai_api import RAG_MODEL, create_app  # noqa: E402
 from fakes import passage_text  # noqa: E402
 
 
@@ -140,7 +140,7 @@ def test_login_required_when_configured(make_pipeline):
 
 
 def test_generator_backend_streams_from_the_passthrough_model(served):
-    from docqa.openai_llm import OpenAICompatibleGenerator
+    from docqa.generate.openai_compat import OpenAICompatibleGenerator
 
     generator = OpenAICompatibleGenerator(served, "scripted")
     pieces = list(generator.stream([{"role": "user", "content": "say something"}], 20))
@@ -151,7 +151,7 @@ def test_generator_backend_streams_from_the_passthrough_model(served):
 
 
 def test_generator_backend_names_an_unreachable_server():
-    from docqa.openai_llm import OpenAICompatibleGenerator
+    from docqa.generate.openai_compat import OpenAICompatibleGenerator
 
     generator = OpenAICompatibleGenerator(f"http://127.0.0.1:{free_port()}/v1", "m", timeout_s=5)
     with pytest.raises(ModelError, match="could not reach"):
@@ -159,7 +159,7 @@ def test_generator_backend_names_an_unreachable_server():
 
 
 def test_pipeline_selects_the_openai_backend_from_settings(served, settings, embedder):
-    from docqa.pipeline import Pipeline, load_generator
+    from docqa.answering.pipeline import Pipeline, load_generator
 
     with pytest.raises(SettingsError, match="openai_model"):
         load_generator(settings.model_copy(update={"llm_backend": "openai", "openai_base_url": served}))

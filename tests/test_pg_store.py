@@ -15,10 +15,10 @@ import pytest
 pytest.importorskip("llama_index.vector_stores.postgres")
 pgserver = pytest.importorskip("pgserver")
 
-from docqa.backends import open_retriever, update_index  # noqa: E402
-from docqa.backends.pgvector import PgDatabase  # noqa: E402
 from docqa.errors import IndexStateError, SettingsError  # noqa: E402
 from docqa.settings import Settings  # noqa: E402
+from docqa.stores import open_retriever, update_index  # noqa: E402
+from docqa.stores.pgvector import PgDatabase  # noqa: E402
 from fakes import ScriptedGenerator  # noqa: E402
 
 _tables = itertools.count()
@@ -96,7 +96,7 @@ def test_retrieval_matches_faiss(pg_settings, embedder, docs, mode):
 
 
 def test_pipeline_answers_from_pgvector(pg_settings, embedder):
-    from docqa.pipeline import Pipeline
+    from docqa.answering.pipeline import Pipeline
 
     pipeline = Pipeline.from_settings(pg_settings, embedder=embedder, generator=ScriptedGenerator("120 tonnes [1]."))
     answer = pipeline.ask("How many tonnes of tea did Pu'er pick?")
@@ -107,7 +107,7 @@ def test_pipeline_answers_from_pgvector(pg_settings, embedder):
 
 
 def test_interrupted_update_resumes(pg_settings, embedder, docs, monkeypatch):
-    import docqa.backends.pgvector as pgmod
+    import docqa.stores.pgvector as pgmod
 
     write_docs(docs, 5)
     monkeypatch.setattr(pgmod, "EMBED_BATCH", 1)  # one file per batch
@@ -165,7 +165,7 @@ def test_second_writer_waits_for_the_lock(pg_settings):
 
 
 def test_sql_bm25_scores_like_docqa_bm25(pg_settings, embedder, docs):
-    from docqa.bm25 import BM25
+    from docqa.retrieve.bm25 import BM25
 
     write_docs(docs, 6)
     (docs / "farm5.txt").unlink()

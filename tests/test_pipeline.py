@@ -1,5 +1,5 @@
-from docqa.pipeline import ABSTAIN_TEXT, SpeedModel, clean_question, needs_rewrite
-from docqa.prompts import TEMPLATES, Prompts
+from docqa.answering.pipeline import ABSTAIN_TEXT, SpeedModel, clean_question, needs_rewrite
+from docqa.answering.prompting import TEMPLATES, Prompts
 from docqa.types import Answer
 from fakes import passage_text
 
@@ -90,8 +90,8 @@ def test_prompt_with_unknown_placeholder_is_refused(tmp_path):
 
     import pytest
 
+    from docqa.answering.prompting import default_prompts_dir
     from docqa.errors import SettingsError
-    from docqa.prompts import default_prompts_dir
 
     shutil.copytree(default_prompts_dir(), tmp_path / "p")
     (tmp_path / "p" / "answer_user.md").write_text("$passages $question $oops")
@@ -151,7 +151,7 @@ def _passage(n: int, source: str, heading: str | None = None, page: int | None =
 
 
 def test_passage_labels_are_short_and_name_files_only_when_there_are_several():
-    from docqa.pipeline import format_passages
+    from docqa.answering.pipeline import format_passages
 
     long_heading = "Why the two strategies of poverty alleviation and rural revitalization should be connected"
     one_file = format_passages([_passage(1, "dir/essay.txt", long_heading), _passage(2, "dir/essay.txt")])

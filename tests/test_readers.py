@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from docqa.readers import UnreadableFile, read_document
+from docqa.ingest.readers import UnreadableFile, read_document
 
 
 def test_txt_md_and_html(tmp_path: Path):
@@ -163,7 +163,7 @@ def test_pdf_parser_that_hangs_is_killed_after_the_timeout(tmp_path: Path, monke
     hang.write_text(f"#!/bin/sh\necho $$ > {pid_file}\nexec sleep 60\n")
     hang.chmod(0o755)
     (tmp_path / "slow.pdf").write_bytes(make_pdf(["Never read."]))
-    monkeypatch.setattr(sys, "executable", str(hang))  # read_pdf starts `sys.executable -m docqa.readers`
+    monkeypatch.setattr(sys, "executable", str(hang))  # read_pdf starts `sys.executable -m docqa.ingest.readers`
     started = time.monotonic()
     with pytest.raises(UnreadableFile, match=r"took longer than 1\.5 s \(raise pdf_timeout_s"):
         read_document(tmp_path / "slow.pdf", pdf_timeout_s=1.5)

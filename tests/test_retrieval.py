@@ -1,7 +1,7 @@
-from docqa.bm25 import BM25
-from docqa.indexer import update_index
-from docqa.retrieval import Retriever, rrf
-from docqa.store import load_index
+from docqa.ingest.indexer import update_index
+from docqa.retrieve.bm25 import BM25
+from docqa.retrieve.fusion import Retriever, rrf
+from docqa.stores.faiss_store import load_index
 
 
 def test_bm25_prefers_rare_exact_terms():

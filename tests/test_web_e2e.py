@@ -31,8 +31,8 @@ def free_port() -> int:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory):
     """The chat served on a free port over a copy of the bundled docs; one per module (models load once)."""
-    from docqa.pipeline import Pipeline
-    from docqa.web import build_app, launch
+    from docqa.answering.pipeline import Pipeline
+    from docqa.serve.web import build_app, launch
 
     root = tmp_path_factory.mktemp("web-e2e")
     shutil.copytree(REPO / "docs", root / "docs")
@@ -74,7 +74,7 @@ def test_ask_api_returns_cited_fact(server):
 
 
 def test_uploaded_document_is_answered_without_restart(server):
-    from docqa import uploads
+    from docqa.serve import documents as uploads
 
     incoming = server.root / "incoming"
     incoming.mkdir()

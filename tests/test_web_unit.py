@@ -11,9 +11,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from docqa import render, uploads
 from docqa.errors import DocsError, SettingsError
-from docqa.indexer import FileProblem, IndexReport
+from docqa.ingest.indexer import FileProblem, IndexReport
+from docqa.serve import documents as uploads
+from docqa.serve import render
 from docqa.settings import Settings
 from docqa.types import Answer, Chunk, Citation, Passage
 
@@ -255,7 +256,7 @@ def test_example_questions_come_from_headings_and_names(make_pipeline):
 
 # --- web ----------------------------------------------------------------------------------------
 
-web = pytest.importorskip("docqa.web")
+web = pytest.importorskip("docqa.serve.web")
 
 
 def free_port() -> int:

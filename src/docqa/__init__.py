@@ -17,14 +17,14 @@ from docqa.settings import Settings
 from docqa.types import Answer, Chunk, Citation, Passage
 
 if TYPE_CHECKING:
-    from docqa.pipeline import Pipeline
+    from docqa.answering.pipeline import Pipeline
 
 __all__ = ["Answer", "Chunk", "Citation", "DocqaError", "Passage", "Pipeline", "Settings", "answer", "default_pipeline"]
 
 
 def __getattr__(name: str) -> Any:
     if name == "Pipeline":  # keeps `import docqa` light; the pipeline module pulls numpy and friends
-        from docqa.pipeline import Pipeline
+        from docqa.answering.pipeline import Pipeline
 
         return Pipeline
     raise AttributeError(name)
@@ -33,7 +33,7 @@ def __getattr__(name: str) -> Any:
 @lru_cache(maxsize=1)
 def default_pipeline() -> Pipeline:
     """The pipeline for Settings.load(), built once per process on first use."""
-    from docqa.pipeline import Pipeline
+    from docqa.answering.pipeline import Pipeline
 
     return Pipeline.from_settings()
 

@@ -86,15 +86,15 @@ def index_cmd(
     settings_file: Path | None, overrides: dict[str, Any], rebuild: bool, wait_s: float, ray_address: str | None
 ) -> None:
     """Build or update the index from the documents folder (only changed files are re-embedded)."""
-    from docqa.backends import update_index
-    from docqa.embeddings import SentenceTransformerEmbedder
-    from docqa.pipeline import apply_runtime_settings
+    from docqa.answering.pipeline import apply_runtime_settings
+    from docqa.ingest.embeddings import SentenceTransformerEmbedder
+    from docqa.stores import update_index
 
     settings = load_settings(settings_file, overrides)
     apply_runtime_settings(settings)
     embedder = SentenceTransformerEmbedder(settings.embed_model, dtype=settings.embed_dtype)
     if ray_address is not None:
-        from docqa.ray_ingest import update_index_with_ray
+        from docqa.ingest.ray import update_index_with_ray
 
         address = None if ray_address == "local" else ray_address
         report = update_index_with_ray(settings, embedder, address, rebuild, wait_s, _progress_bar())
@@ -141,7 +141,7 @@ def ask_cmd(
     settings_file: Path | None, overrides: dict[str, Any], question: str | None, as_json: bool, batch, top_k: int | None
 ) -> None:
     """Answer QUESTION from the documents, with citations."""
-    from docqa.pipeline import Pipeline
+    from docqa.answering.pipeline import Pipeline
 
     if (question is None) == (batch is None):
         raise click.UsageError("give either a QUESTION or --batch FILE")
@@ -246,7 +246,7 @@ def eval_cmd(
     calibrate,
 ) -> None:
     """Measure retrieval, answers, citations, abstention and speed on an eval set."""
-    from docqa.evalcli import run_eval_command
+    from docqa.evaluate.command import run_eval_command
 
     if calibrate and settings_file is not None and not settings_file.exists():
         settings_file.touch()  # calibration writes its threshold here
@@ -273,11 +273,11 @@ def serve_cmd(
     """Start the web chat (or, with --openai, an OpenAI-compatible API)."""
     settings = load_settings(settings_file, {**overrides, "host": host, "port": port})
     if openai_api:
-        from docqa.openai_server import serve as serve_openai
+        from docqa.serve.openai_api import serve as serve_openai
 
         serve_openai(settings)
         return
-    from docqa.web import serve
+    from docqa.serve.web import serve
 
     serve(settings)
 

@@ -9,13 +9,15 @@ The pipeline only sees a `SearchIndex`: `retrieve(query, top_k, mode) -> Retriev
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from docqa.embeddings import Embedder
-from docqa.indexer import IndexReport, Progress
-from docqa.retrieval import Mode, Retrieval
 from docqa.settings import Settings
 from docqa.types import Chunk
+
+if TYPE_CHECKING:  # the indexer imports this package's FAISS store: no import cycle at run time
+    from docqa.ingest.embeddings import Embedder
+    from docqa.ingest.indexer import IndexReport, Progress
+    from docqa.retrieve.fusion import Mode, Retrieval
 
 
 class HasManifest(Protocol):
@@ -42,10 +44,10 @@ def update_index(
 ) -> IndexReport:
     """Bring the configured store up to date with `settings.docs_dir` (only changed files are embedded)."""
     if settings.vector_store == "pgvector":
-        from docqa.backends.pgvector import update_pg_index
+        from docqa.stores.pgvector import update_pg_index
 
         return update_pg_index(settings, embedder, rebuild=rebuild, progress=progress, lock_wait_s=lock_wait_s)
-    from docqa.indexer import update_index as update_faiss_index
+    from docqa.ingest.indexer import update_index as update_faiss_index
 
     return update_faiss_index(settings, embedder, rebuild=rebuild, progress=progress, lock_wait_s=lock_wait_s)
 
@@ -53,11 +55,11 @@ def update_index(
 def open_retriever(settings: Settings, embedder: Embedder) -> SearchIndex:
     """A retriever over the configured store, as it is now."""
     if settings.vector_store == "pgvector":
-        from docqa.backends.pgvector import PgRetriever
+        from docqa.stores.pgvector import PgRetriever
 
         return PgRetriever.open(settings, embedder)
-    from docqa.retrieval import Retriever
-    from docqa.store import load_index
+    from docqa.retrieve.fusion import Retriever
+    from docqa.stores.faiss_store import load_index
 
     index = load_index(settings.index_dir)
     return Retriever(index, embedder, settings.candidates, settings.dedup_threshold, settings.bm25_weight)

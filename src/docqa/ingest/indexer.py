@@ -13,12 +13,12 @@ from typing import Any
 
 import numpy as np
 
-from docqa import store
-from docqa.chunking import chunk_document
-from docqa.embeddings import Embedder
 from docqa.errors import DocsError
-from docqa.readers import SUPPORTED, UnreadableFile, read_document
+from docqa.ingest.chunking import chunk_document
+from docqa.ingest.embeddings import Embedder
+from docqa.ingest.readers import SUPPORTED, UnreadableFile, read_document
 from docqa.settings import Settings
+from docqa.stores import faiss_store as store
 from docqa.types import Chunk
 
 # Bump when chunking or what gets embedded changes, so old indexes are rebuilt, not mixed.

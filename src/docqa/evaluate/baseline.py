@@ -11,9 +11,9 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from docqa.citations import declined
-from docqa.embeddings import Embedder
-from docqa.llm import Generator
+from docqa.answering.checks import declined
+from docqa.generate.hf import Generator
+from docqa.ingest.embeddings import Embedder
 from docqa.settings import Settings
 from docqa.types import Answer, Chunk, Passage
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from collections import Counter
 
-from docqa.bm25 import tokenize
-from docqa.citations import strip_markers
+from docqa.answering.checks import strip_markers
+from docqa.retrieve.bm25 import tokenize
 
 
 def normalize(text: str) -> str:

@@ -11,12 +11,12 @@ import html
 import re
 from collections.abc import Iterable, Sequence
 
-from docqa.bm25 import tokenize
-from docqa.chunking import paragraph_spans, sentence_spans
-from docqa.citations import support
-from docqa.indexer import IndexReport
+from docqa.answering.checks import support
+from docqa.ingest.chunking import paragraph_spans, sentence_spans
+from docqa.ingest.indexer import IndexReport
+from docqa.retrieve.bm25 import tokenize
+from docqa.serve.documents import DocumentRow
 from docqa.types import Answer, Citation, Passage
-from docqa.uploads import DocumentRow
 
 ABSTAIN_BADGE = "Not found in the documents"
 _MARKER = re.compile(r"\[(\d+)\]")  # the checked answer writes markers as plain "[n]"

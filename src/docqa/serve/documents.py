@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any, Literal
 
-from docqa import store
 from docqa.errors import DocqaError, DocsError
-from docqa.indexer import FileProblem, discover
-from docqa.readers import SUPPORTED
+from docqa.ingest.indexer import FileProblem, discover
+from docqa.ingest.readers import SUPPORTED
 from docqa.settings import Settings
+from docqa.stores import faiss_store as store
 from docqa.types import Chunk
 
 MAX_NAME_CHARS = 120

@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from docqa import evaluation as ev
+from docqa.evaluate import runner as ev
 from docqa.settings import DEFAULT_SETTINGS_FILE, Settings, update_toml
 from docqa.types import Answer
 
@@ -26,7 +26,7 @@ def run_eval_command(
     """Run one eval; returns the --fail-under rules that failed."""
     from tqdm import tqdm
 
-    from docqa.pipeline import Pipeline
+    from docqa.answering.pipeline import Pipeline
 
     questions = ev.load_questions(set_path)[:limit]
     compare = None
@@ -39,7 +39,7 @@ def run_eval_command(
     if calibrate or retrieval_only:
         ask = retrieval_ask(pipeline)
     elif system == "naive":
-        from docqa.baseline import build_naive
+        from docqa.evaluate.baseline import build_naive
 
         ask = build_naive(settings, pipeline.embedder, pipeline.generator)
         k = 2  # the starter query engine's similarity_top_k

@@ -37,9 +37,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 
-from docqa.embeddings import Embedder
 from docqa.errors import IndexStateError, SettingsError
-from docqa.indexer import (
+from docqa.ingest.embeddings import Embedder
+from docqa.ingest.indexer import (
     IndexReport,
     Progress,
     _mismatch,
@@ -49,9 +49,9 @@ from docqa.indexer import (
     scan_files,
     wanted_manifest,
 )
-from docqa.retrieval import Mode, Retrieval, drop_near_duplicates, rrf
+from docqa.retrieve.fusion import Mode, Retrieval, drop_near_duplicates, rrf
 from docqa.settings import Settings
-from docqa.store import FORMAT_VERSION
+from docqa.stores.faiss_store import FORMAT_VERSION
 from docqa.types import Chunk, Passage
 
 EXTRA_HINT = "pip install 'docqa[pgvector]' (llama-index-vector-stores-postgres, psycopg2-binary)"
@@ -234,7 +234,7 @@ class PgDatabase:
         """Delete the BM25 rows of `sources`, then add one row per chunk (term counts and length)."""
         import sqlalchemy as sa
 
-        from docqa.bm25 import tokenize
+        from docqa.retrieve.bm25 import tokenize
 
         with self.connect() as conn:
             if not self._terms_ready:  # once per process, not once per batch
@@ -267,7 +267,7 @@ class PgDatabase:
         """(chunk id, score) by Okapi BM25, best first, computed in PostgreSQL (the scores of bm25.BM25)."""
         import sqlalchemy as sa
 
-        from docqa.bm25 import K1, B, tokenize
+        from docqa.retrieve.bm25 import K1, B, tokenize
 
         terms = sorted(set(tokenize(query)))
         if not terms:

@@ -17,7 +17,7 @@ TEMPLATES = {
 
 
 def default_prompts_dir() -> Path:
-    here = Path(__file__).resolve().parent
+    here = Path(__file__).resolve().parents[1]  # the docqa package folder
     for candidate in (here / "prompts", here.parents[1] / "prompts"):  # wheel, then source checkout
         if candidate.is_dir():
             return candidate

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from docqa import metrics as m
 from docqa.errors import SettingsError
+from docqa.evaluate import metrics as m
 from docqa.types import Answer
 
 # The metrics the report leads with, in order; all are "higher is better" except those listed.

@@ -1,8 +1,8 @@
 """The web chat: a Gradio page and a JSON API over the library.
 
 The page places what the library computes: answers stream from `Pipeline.stream`, HTML comes
-from `docqa.render` (which escapes every document and model string), and the Documents tab calls
-`docqa.uploads`. One generation runs at a time; the rest wait in a bounded queue.
+from `docqa.serve.render` (which escapes every document and model string), and the Documents tab calls
+`docqa.serve.documents`. One generation runs at a time; the rest wait in a bounded queue.
 """
 
 from __future__ import annotations
@@ -21,12 +21,13 @@ from typing import Any  # noqa: E402
 import gradio as gr  # noqa: E402
 from pydantic import ValidationError  # noqa: E402
 
-from docqa import render, uploads  # noqa: E402
+from docqa.answering.pipeline import Pipeline, apply_runtime_settings, clean_question  # noqa: E402
 from docqa.errors import DocqaError, QuestionError, SettingsError  # noqa: E402
-from docqa.indexer import IndexReport, Progress  # noqa: E402
-from docqa.models import log  # noqa: E402
-from docqa.pipeline import Pipeline, apply_runtime_settings, clean_question  # noqa: E402
-from docqa.readers import SUPPORTED  # noqa: E402
+from docqa.generate.weights import log  # noqa: E402
+from docqa.ingest.indexer import IndexReport, Progress  # noqa: E402
+from docqa.ingest.readers import SUPPORTED  # noqa: E402
+from docqa.serve import documents as uploads  # noqa: E402
+from docqa.serve import render  # noqa: E402
 from docqa.settings import Settings  # noqa: E402
 from docqa.types import Answer  # noqa: E402
 
@@ -202,7 +203,7 @@ def build_app(pipeline: Pipeline) -> gr.Blocks:
                         label="docqa",
                         elem_id="docqa-chat",
                         height=560,
-                        render_markdown=False,  # content is HTML built by docqa.render, escaped there
+                        render_markdown=False,  # content is HTML built by docqa.serve.render, escaped there
                         sanitize_html=True,  # and sanitized again in the browser
                         latex_delimiters=[],
                         allow_tags=False,

@@ -30,9 +30,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from docqa.answering.pipeline import Pipeline, apply_runtime_settings
 from docqa.errors import DocqaError, SettingsError
-from docqa.models import log
-from docqa.pipeline import Pipeline, apply_runtime_settings
+from docqa.generate.weights import log
 from docqa.settings import Settings
 from docqa.types import Answer
 

@@ -9,18 +9,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from docqa import citations as cit
-from docqa.backends import SearchIndex, open_retriever, update_index
-from docqa.bm25 import tokenize
-from docqa.embeddings import Embedder
+from docqa.answering import checks as cit
+from docqa.answering.prompting import Prompts
 from docqa.errors import IndexStateError, QuestionError
-from docqa.indexer import IndexReport, Progress
-from docqa.llm import Generator, Message
-from docqa.models import log
-from docqa.prompts import Prompts
-from docqa.retrieval import Retrieval, Retriever
+from docqa.generate.hf import Generator, Message
+from docqa.generate.weights import log
+from docqa.ingest.embeddings import Embedder
+from docqa.ingest.indexer import IndexReport, Progress
+from docqa.retrieve.bm25 import tokenize
+from docqa.retrieve.fusion import Retrieval, Retriever
 from docqa.settings import Settings
-from docqa.store import StoredIndex
+from docqa.stores import SearchIndex, open_retriever, update_index
+from docqa.stores.faiss_store import StoredIndex
 from docqa.types import Answer, Citation, Passage
 
 ABSTAIN_TEXT = "The documents don't answer this question."
@@ -259,7 +259,7 @@ class Pipeline:
         settings = settings or Settings.load()
         apply_runtime_settings(settings)
         if embedder is None:
-            from docqa.embeddings import SentenceTransformerEmbedder
+            from docqa.ingest.embeddings import SentenceTransformerEmbedder
 
             embedder = SentenceTransformerEmbedder(settings.embed_model, dtype=settings.embed_dtype)
         report = None
@@ -465,11 +465,11 @@ def apply_runtime_settings(settings: Settings) -> None:
 
 
 def load_generator(settings: Settings) -> Generator:
-    from docqa.llm import TransformersGenerator
-    from docqa.models import resolve_generator
+    from docqa.generate.hf import TransformersGenerator
+    from docqa.generate.weights import resolve_generator
 
     if settings.llm_backend == "openai":
-        from docqa.openai_llm import from_settings
+        from docqa.generate.openai_compat import from_settings
 
         return from_settings(settings)
     started = time.perf_counter()

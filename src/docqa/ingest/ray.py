@@ -21,9 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from docqa.embeddings import Embedder
 from docqa.errors import SettingsError
-from docqa.indexer import IndexReport, Progress
+from docqa.ingest.embeddings import Embedder
+from docqa.ingest.indexer import IndexReport, Progress
 from docqa.settings import Settings
 
 EXTRA_HINT = "pip install 'docqa[ray]' (ray[data])"
@@ -44,7 +44,7 @@ class _EmbedBatch:
     def __init__(self, model: str | None, threads: int, dtype: str = "auto") -> None:
         import torch
 
-        from docqa.embeddings import SentenceTransformerEmbedder
+        from docqa.ingest.embeddings import SentenceTransformerEmbedder
 
         torch.set_num_threads(max(1, threads))
         self.embedder = SentenceTransformerEmbedder(model, dtype=dtype)
@@ -154,7 +154,7 @@ def update_index_with_ray(
     progress: Progress | None = None,
 ) -> IndexReport:
     """`backends.update_index` with embedding done through Ray; clears the checkpoint once written."""
-    from docqa.backends import update_index
+    from docqa.stores import update_index
 
     ray_embedder = RayEmbedder(
         embedder, settings.embed_model, checkpoint_dir_for(settings.index_dir), address, dtype=settings.embed_dtype

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import re
 
-from docqa.bm25 import tokenize
-from docqa.chunking import Span, sentence_spans
+from docqa.ingest.chunking import Span, sentence_spans
+from docqa.retrieve.bm25 import tokenize
 from docqa.types import Citation, Passage
 
 # [1]  [1, 2]  [1-3]  [Passage 2]  [Source 1]

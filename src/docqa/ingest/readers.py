@@ -237,7 +237,7 @@ def read_docx(path: Path) -> Document:
 def read_pdf(path: Path, timeout_s: float = 60.0) -> Document:
     """Extract a PDF's text in a child process, since some PDFs hang or crash parsers."""
     # An absolute path, so a file named like an option ("-rf.pdf", "--help.pdf") is never read as one.
-    cmd = [sys.executable, "-m", "docqa.readers", os.path.abspath(path)]
+    cmd = [sys.executable, "-m", "docqa.ingest.readers", os.path.abspath(path)]
     try:
         proc = subprocess.run(cmd, capture_output=True, timeout=timeout_s, text=True)
     except subprocess.TimeoutExpired:  # subprocess.run has killed the child by now

@@ -11,7 +11,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from docqa.readers import Document
+from docqa.ingest.readers import Document
 from docqa.types import Chunk
 
 TokenCounter = Callable[[str], int]  # text -> number of embedder word pieces

@@ -6,9 +6,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, TypeVar
 
-from docqa.bm25 import BM25, tokenize
-from docqa.embeddings import Embedder
-from docqa.store import StoredIndex
+from docqa.ingest.embeddings import Embedder
+from docqa.retrieve.bm25 import BM25, tokenize
+from docqa.stores.faiss_store import StoredIndex
 from docqa.types import Chunk, Passage
 
 Mode = Literal["hybrid", "dense", "bm25"]

@@ -1,0 +1,1 @@
+"""The eval runner, its metrics and the naive baseline."""

@@ -1,0 +1,1 @@
+"""The language models that write answers, and where their weights come from."""

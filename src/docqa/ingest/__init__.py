@@ -1,0 +1,1 @@
+"""Read, chunk, embed and index documents."""

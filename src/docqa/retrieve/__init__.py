@@ -1,0 +1,1 @@
+"""Rankings and their fusion, shared by every store."""

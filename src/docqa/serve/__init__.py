@@ -1,0 +1,1 @@
+"""The web chat and the HTTP APIs over the library."""
