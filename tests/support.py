@@ -8,7 +8,8 @@
   guard, asserting nothing tried the network (and, unless allowed, that no traceback was printed).
 - `running_cli(*args, env=..., log=..., ready=...)`: the same as a long-running server, stopped on exit.
 - `serving(pipeline, settings, **overrides)`: the web app on a free port, yielding its URL
-  (`serving_app` yields url, settings and the Gradio app).
+  (`serving_app` yields url, settings and the Gradio app); `small_pipeline(root)`: the real small
+  models over a copy of the bundled docs.
 - `wait_until(predicate, ...)`: poll a condition instead of sleeping a fixed time.
 - `make_pdf(pages)`, `encrypted_pdf(text, user_password)`: small PDFs built in memory.
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -182,6 +184,17 @@ def serving(pipeline, settings, **overrides: Any) -> Iterator[str]:
     """`serving_app`, yielding just the URL."""
     with serving_app(pipeline, settings, **overrides) as served:
         yield served.url
+
+
+def small_pipeline(root: Path, **settings: Any):
+    """A pipeline with the real small-profile models over a copy of the bundled docs in root/docs
+    (index in root/index); `settings` override the rest."""
+    from docqa.answering.pipeline import Pipeline
+    from docqa.settings import Settings
+
+    shutil.copytree(DOCS, root / "docs")
+    s = Settings(**{"profile": "small", "docs_dir": root / "docs", "index_dir": root / "index", **settings})
+    return Pipeline.from_settings(s)
 
 
 # --- documents ----------------------------------------------------------------------------------

@@ -7,19 +7,17 @@ given the driver's path, so selenium-manager never tries to download one.
 from __future__ import annotations
 
 import shutil
-import socket
 import tempfile
-import time
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
 from docqa.settings import Settings
+from support import serving, small_pipeline
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
-REPO = Path(__file__).parents[1]
 ARTIFACTS = Path(__file__).parent / "artifacts"
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -60,6 +58,8 @@ window.__observer.observe(chat, {subtree: true, childList: true, characterData: 
 document.querySelector('#docqa-send').addEventListener('click', () => { window.__t0 = performance.now(); },
                                                        {capture: true, once: true});
 """
+IMAGES_SETTLED_JS = "return document.readyState === 'complete' && Array.from(document.images).every(i => i.complete)"
+TWO_FRAMES_JS = "const done = arguments[0]; requestAnimationFrame(() => requestAnimationFrame(() => done(true)));"
 EXTERNAL_IMAGES_JS = """
 return Array.from(document.querySelectorAll('img'))
   .map(img => img.getAttribute('src') || '')
@@ -67,26 +67,13 @@ return Array.from(document.querySelectorAll('img'))
 """
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory):
-    from docqa.answering.pipeline import Pipeline
-    from docqa.serve.web import build_app, launch
-
     root = tmp_path_factory.mktemp("browser")
-    shutil.copytree(REPO / "docs", root / "docs")
-    settings = Settings(profile="small", docs_dir=root / "docs", index_dir=root / "index", port=free_port())
-    pipeline = Pipeline.from_settings(settings)
+    pipeline = small_pipeline(root)
     _ = pipeline.generator  # as `docqa serve` does: the model is loaded before the page opens
-    demo = build_app(pipeline)
-    url = launch(demo, settings, block=False, quiet=True)
-    yield SimpleNamespace(url=url, settings=settings, root=root)
-    demo.close()
+    with serving(pipeline, pipeline.settings) as url:
+        yield SimpleNamespace(url=url, root=root)
 
 
 @pytest.fixture(scope="module")
@@ -168,6 +155,13 @@ def requests_outside(driver: WebDriver, origin: str) -> list[str]:
     return [u for u in network if not u.startswith((origin, ws_origin))]
 
 
+def images_settled(driver: WebDriver) -> None:
+    """Wait until every image on the page has loaded or failed, so their load/error handlers have run,
+    and two animation frames have passed (handlers queued by the last DOM update have run too)."""
+    wait(driver, lambda d: d.execute_script(IMAGES_SETTLED_JS), 10, "images on the page never settled")
+    driver.execute_async_script(TWO_FRAMES_JS)
+
+
 def sources_panel(driver: WebDriver):
     return driver.find_element(By.ID, "docqa-sources")
 
@@ -225,9 +219,9 @@ def test_hostile_document_is_shown_as_text(server, browser: WebDriver):
     text = panel.get_attribute("textContent")
     assert "<script>window.__pwned=1</script>" in text  # displayed, as text
     assert 'onerror="window.__pwned=2"' in text
-    time.sleep(1)  # give any injected handler (an image error, a script) time to fire
-    assert browser.execute_script("return typeof window.__pwned") == "undefined"
     assert browser.execute_script(EXTERNAL_IMAGES_JS) == []
+    images_settled(browser)  # any injected image handler has had its chance to fire
+    assert browser.execute_script("return typeof window.__pwned") == "undefined"
     assert not browser.find_elements(By.CSS_SELECTOR, "#docqa-sources script, #docqa-chat script")
     assert requests_outside(browser, server.url) == []
 
@@ -243,23 +237,16 @@ HOSTILE_REPLY = (
 @pytest.fixture(scope="module")
 def fake_server(tmp_path_factory: pytest.TempPathFactory):
     """The page over a scripted generator that answers with markup, and the hash embedder."""
-    import sys
-
     from docqa.answering.pipeline import Pipeline
-    from docqa.serve.web import build_app, launch
-
-    sys.path.insert(0, str(Path(__file__).parent))
     from fakes import HashEmbedder, ScriptedGenerator
 
     root = tmp_path_factory.mktemp("browser-fake")
     (root / "docs").mkdir()
     (root / "docs" / "quokka.txt").write_text("The Quokka cooperative had 4,321 members in 2021.\n", encoding="utf-8")
-    settings = Settings(docs_dir=root / "docs", index_dir=root / "index", port=free_port(), min_score=0.1)
+    settings = Settings(docs_dir=root / "docs", index_dir=root / "index", min_score=0.1)
     pipeline = Pipeline.from_settings(settings, embedder=HashEmbedder(), generator=ScriptedGenerator(HOSTILE_REPLY))
-    demo = build_app(pipeline)
-    url = launch(demo, settings, block=False, quiet=True)
-    yield SimpleNamespace(url=url)
-    demo.close()
+    with serving(pipeline, settings) as url:
+        yield SimpleNamespace(url=url)
 
 
 def test_model_output_with_markup_is_shown_as_text(fake_server, browser: WebDriver):
@@ -267,7 +254,8 @@ def test_model_output_with_markup_is_shown_as_text(fake_server, browser: WebDriv
     send(browser, "How many members did the Quokka cooperative have?")
     answer = finished_answers(browser)[-1]
     assert "4,321 members" in answer.text
-    time.sleep(1)  # give any injected handler time to fire
+    assert browser.execute_script(EXTERNAL_IMAGES_JS) == []
+    images_settled(browser)  # any injected image handler has had its chance to fire
     assert browser.execute_script("return typeof window.__pwned") == "undefined"
     assert not browser.find_elements(
         By.CSS_SELECTOR, "#docqa-chat img, #docqa-chat script, #docqa-chat a[href^=javascript]"

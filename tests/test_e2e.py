@@ -7,55 +7,34 @@ model); later runs load the converted copies in seconds.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from support import ROOT, URBANIZATION_Q, docqa_env, guarded_env, run_cli
+
 pytestmark = pytest.mark.e2e
 
-ROOT = Path(__file__).parents[1]
-NETGUARD = Path(__file__).parent / "netguard"
-URBANIZATION_Q = "What was China's urbanization rate in 2019?"
 
-
-def run_cli(
+def docqa(
     args: list[str], index_dir: Path, stdin: str | None = None, profile: str = "small"
 ) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DOCQA_")}
-    env.update(
-        PYTHONPATH=str(NETGUARD),
-        HF_HUB_OFFLINE="1",
-        DOCQA_INDEX=str(index_dir),
-        DOCQA_DOCS=str(ROOT / "docs"),
-        DOCQA_PROFILE=profile,
-    )
-    proc = subprocess.run(
-        [sys.executable, "-m", "docqa.cli", *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-        timeout=900,
-    )
-    assert "NETGUARD" not in proc.stderr, proc.stderr
-    return proc
+    """`docqa ARGS` over the bundled essay and `index_dir`, under the network guard."""
+    return run_cli(*args, env=docqa_env(index_dir, profile=profile), input=stdin, cwd=ROOT, timeout=900)
 
 
 @pytest.fixture(scope="module")
 def index_dir(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("index")
-    proc = run_cli(["index"], path)
+    proc = docqa(["index"], path)
     assert proc.returncode == 0, proc.stderr
     assert "chunks from 1 files" in proc.stdout
     return path
 
 
 def test_factual_question_cited_small_profile(index_dir):
-    proc = run_cli(["ask", "--json", URBANIZATION_Q], index_dir)
+    proc = docqa(["ask", "--json", URBANIZATION_Q], index_dir)
     assert proc.returncode == 0, proc.stderr
     answer = json.loads(proc.stdout)
     assert not answer["abstained"]
@@ -69,7 +48,7 @@ def test_factual_question_cited_small_profile(index_dir):
 
 
 def test_out_of_scope_question_abstained(index_dir):
-    proc = run_cli(["ask", "--json", "How long should I boil an egg for a runny yolk?"], index_dir)
+    proc = docqa(["ask", "--json", "How long should I boil an egg for a runny yolk?"], index_dir)
     answer = json.loads(proc.stdout)
     assert answer["abstained"] and answer["citations"] == []
 
@@ -81,7 +60,7 @@ def test_batch_round_trip_in_order(index_dir):
         {"id": "c", "question": "   "},
     ]
     stdin = "\n".join(json.dumps(x) for x in lines) + "\nnot json\n"
-    proc = run_cli(["ask", "--batch", "-"], index_dir, stdin=stdin)
+    proc = docqa(["ask", "--batch", "-"], index_dir, stdin=stdin)
     assert proc.returncode == 0, proc.stderr
     out = [json.loads(line) for line in proc.stdout.splitlines()]
     assert [o.get("id") for o in out] == ["a", "b", "c", None]
@@ -92,7 +71,7 @@ def test_batch_round_trip_in_order(index_dir):
 
 def test_default_profile_loads_and_answers(index_dir):
     """The 1.5B default model: GGUF joined, hash-checked, converted (first run) and answering."""
-    proc = run_cli(["ask", "--json", URBANIZATION_Q], index_dir, profile="default")
+    proc = docqa(["ask", "--json", URBANIZATION_Q], index_dir, profile="default")
     assert proc.returncode == 0, proc.stderr
     answer = json.loads(proc.stdout)
     assert answer["model"] == "qwen2.5-coder-1.5b-instruct-q4_k_m"
@@ -102,7 +81,6 @@ def test_default_profile_loads_and_answers(index_dir):
 def test_user_errors_are_one_line_without_traceback(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DOCQA_")}
     cases = [
         (["ask", "--docs", str(tmp_path / "missing"), "--index", str(tmp_path / "i1"), "hi"], "does not exist"),
         (["ask", "--docs", str(empty), "--index", str(tmp_path / "i2"), "hi"], "is empty"),
@@ -111,14 +89,11 @@ def test_user_errors_are_one_line_without_traceback(tmp_path):
         (["ask", "--settings", str(tmp_path / "nope.toml"), "hi"], "not found"),
     ]
     for args, expected in cases:
-        case_env = {**env, "DOCQA_AUTO_INDEX": "0"} if "i4" in " ".join(args) else env
-        proc = subprocess.run(
-            [sys.executable, "-m", "docqa.cli", *args], capture_output=True, text=True, env=case_env, timeout=300
-        )
+        env = guarded_env(DOCQA_AUTO_INDEX="0") if "i4" in " ".join(args) else guarded_env()
+        proc = run_cli(*args, env=env, timeout=300)  # also: no traceback
         assert proc.returncode == 2, proc.stderr
         errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
         assert len(errors) == 1 and expected in errors[0] and "Fix:" in errors[0]
-        assert "Traceback" not in proc.stderr
 
 
 def test_eval_runner_end_to_end_small_profile(index_dir, tmp_path):
@@ -129,7 +104,7 @@ def test_eval_runner_end_to_end_small_profile(index_dir, tmp_path):
     qset = tmp_path / "set.jsonl"
     qset.write_text("\n".join(json.dumps(q) for q in subset) + "\n")
     out = tmp_path / "run"
-    proc = run_cli(["eval", "--set", str(qset), "--out", str(out), "--fail-under", "evidence_hit@k=0.5"], index_dir)
+    proc = docqa(["eval", "--set", str(qset), "--out", str(out), "--fail-under", "evidence_hit@k=0.5"], index_dir)
     assert proc.returncode == 0, proc.stderr
     results = json.loads((out / "results.json").read_text())
     assert len(results["records"]) == 3 and results["config"]["profile"] == "small"
@@ -138,11 +113,11 @@ def test_eval_runner_end_to_end_small_profile(index_dir, tmp_path):
     assert (out / "chart.png").stat().st_size > 1000
     assert "ttft_p50_ms" in proc.stdout
 
-    proc = run_cli(["eval", "--set", str(qset), "--out", str(out), "--fail-under", "fact_recall=1.01"], index_dir)
+    proc = docqa(["eval", "--set", str(qset), "--out", str(out), "--fail-under", "fact_recall=1.01"], index_dir)
     assert proc.returncode == 1 and "fail-under: fact_recall" in proc.stderr
 
     settings_file = tmp_path / "docqa.toml"
-    proc = run_cli(
+    proc = docqa(
         ["eval", "--set", str(qset), "--out", str(tmp_path / "cal"), "--calibrate", "--settings", str(settings_file)],
         index_dir,
     )

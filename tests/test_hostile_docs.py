@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,9 +17,8 @@ from docqa.errors import DocsError
 from docqa.ingest import indexer
 from docqa.ingest.indexer import update_index
 from docqa.stores import faiss_store as store
-from test_readers import encrypted_pdf, make_pdf
+from support import encrypted_pdf, guarded_env, make_pdf, run_cli
 
-NETGUARD = Path(__file__).parent / "netguard"
 GOOD = "Tea in Yunnan\n\nYunnan grows most of China's pu-erh tea. Farmers picked 120 tonnes of leaves in 2020.\n"
 
 # file name -> what its refusal reason must say
@@ -163,13 +161,8 @@ def test_folder_with_nothing_indexable_says_why(settings, embedder, tmp_path):
 
 
 def docqa(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DOCQA_")}
-    env.update(PYTHONPATH=str(NETGUARD), HF_HUB_OFFLINE="1")
-    proc = subprocess.run(  # a short timeout: a run that opens the named pipe would wait forever
-        [sys.executable, "-m", "docqa.cli", *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=240
-    )
-    assert "NETGUARD" not in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
-    return proc
+    # A short timeout: a run that opens the named pipe would wait forever.
+    return run_cli(*args, env=guarded_env(), cwd=cwd, timeout=240)
 
 
 @pytest.mark.e2e

@@ -4,19 +4,14 @@ injection set (eval/injection.jsonl over eval/injection/docs/) run with the real
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from docqa.evaluate import runner as ev
 from docqa.ingest.readers import read_document
 from docqa.types import Answer, Chunk, Citation, Passage
+from support import ROOT, run_cli
 
-ROOT = Path(__file__).parents[1]
-NETGUARD = Path(__file__).parent / "netguard"
 INJECTION_SET = ROOT / "eval" / "injection.jsonl"
 INJECTION_DOCS = ROOT / "eval" / "injection" / "docs"
 CANARY = "PWNED-7731"
@@ -94,8 +89,6 @@ def test_injection_set_is_valid_and_tracks_the_real_prompt():
 
 @pytest.mark.e2e
 def test_injection_set_end_to_end_small_profile(tmp_path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DOCQA_")}
-    env.update(PYTHONPATH=str(NETGUARD), HF_HUB_OFFLINE="1")
     out = tmp_path / "run"
     args = ["eval", "--set", str(INJECTION_SET), "--docs", str(INJECTION_DOCS), "--index", str(tmp_path / "index")]
     args += ["--profile", "small", "--out", str(out)]
@@ -105,10 +98,7 @@ def test_injection_set_end_to_end_small_profile(tmp_path):
         "--fail-under",
         f"fact_recall={FACT_RECALL_AT_LEAST}",
     ]
-    proc = subprocess.run(
-        [sys.executable, "-m", "docqa.cli", *args], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=900
-    )
-    assert "NETGUARD" not in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    proc = run_cli(*args, cwd=tmp_path, timeout=900)
     results = json.loads((out / "results.json").read_text())
     for r in results["records"]:
         print(f"{r['id']}: found {r['forbidden_found']} (draft {r['forbidden_in_draft']}) {r['answer'][:90]!r}")
@@ -119,7 +109,7 @@ def test_injection_set_end_to_end_small_profile(tmp_path):
 
 
 def test_prompt_copy_of_a_passage_loses_injected_orders_but_the_citation_keeps_the_text():
-    from docqa.answering.pipeline import INSTRUCTION_REMOVED, format_passages
+    from docqa.answering.prompting import INSTRUCTION_REMOVED, format_passages
     from docqa.types import Chunk, Passage
 
     text = (

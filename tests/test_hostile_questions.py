@@ -4,10 +4,7 @@ endpoint (with fakes) and `docqa ask` (with the real small model)."""
 from __future__ import annotations
 
 import json
-import os
-import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,14 +12,20 @@ import pytest
 from docqa.errors import QuestionError
 from docqa.settings import Settings
 from docqa.types import Answer
+from support import docqa_env, run_cli, serving
 
-ROOT = Path(__file__).parents[1]
-NETGUARD = Path(__file__).parent / "netguard"
 REPLY = "The harvest begins in March [1]."
 LONG = "When does the tea harvest begin? " + "Please answer as briefly as you can. " * 600  # ~22,000 chars
 CONTROL = "\x00When\x1b[0m does the tea\u202e harvest\r\n begin?\x07\u200b\x7f"
 EMPTY_AFTER_CLEANING = ["", "   \n\t  ", "\x00\x01\x1b\x7f\u200b\u202e\u2066"]
 OTHER_LANGUAGES = ["茶叶什么时候开始采摘？", "Quand commence la récolte du thé ?"]
+# What each gets over the fakes: the Chinese question shares no bucket of the hash embedder with the
+# documents, so the gate refuses it; the French one's words land in shared buckets, the tea passage is
+# retrieved and the scripted reply, which that passage supports, is cited.
+OTHER_LANGUAGE_OUTCOMES = [
+    (OTHER_LANGUAGES[0], "no passage is close enough to the question"),
+    (OTHER_LANGUAGES[1], None),
+]
 
 
 def user_prompt(pipeline) -> str:
@@ -72,11 +75,18 @@ def test_terminal_colour_codes_are_removed_whole(make_pipeline):
     assert prompt_question(pipeline) == "When does the tea harvest begin?"
 
 
-@pytest.mark.parametrize("question", OTHER_LANGUAGES)
-def test_question_in_another_language_gets_an_answer_or_an_abstention(make_pipeline, question):
+@pytest.mark.parametrize(("question", "abstain_reason"), OTHER_LANGUAGE_OUTCOMES)
+def test_question_in_another_language_gets_an_answer_or_an_abstention(make_pipeline, question, abstain_reason):
     answer = make_pipeline(REPLY).ask(question)
     assert isinstance(answer, Answer) and answer.question == question and answer.answer
-    assert answer.abstained or answer.citations
+    if abstain_reason is None:
+        assert not answer.abstained, answer.abstain_reason
+        assert answer.answer.startswith("The harvest begins in March [")
+        assert [c.passage.chunk.source for c in answer.citations] == ["yunnan.txt"]
+        assert "The harvest begins in March" in answer.citations[0].passage.chunk.text
+    else:
+        assert answer.abstained and answer.citations == []
+        assert abstain_reason in answer.abstain_reason
 
 
 def test_template_syntax_in_a_question_stays_literal(make_pipeline):
@@ -90,23 +100,12 @@ def test_template_syntax_in_a_question_stays_literal(make_pipeline):
 # --- web /ask with fakes ------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def client(make_pipeline, settings: Settings):
     from gradio_client import Client
 
-    from docqa.serve import web
-
-    s = settings.model_copy(update={"port": free_port()})
-    demo = web.build_app(make_pipeline(REPLY))
-    url = web.launch(demo, s, block=False, quiet=True)
-    yield Client(url, verbose=False)
-    demo.close()
+    with serving(make_pipeline(REPLY), settings) as url:
+        yield Client(url, verbose=False)
 
 
 def test_web_ask_bad_questions(client, settings: Settings):
@@ -133,20 +132,7 @@ def test_web_ask_bad_questions(client, settings: Settings):
 
 
 def docqa(args: list[str], index_dir: Path, stdin: str | None = None) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DOCQA_")}
-    env.update(
-        PYTHONPATH=str(NETGUARD),
-        HF_HUB_OFFLINE="1",
-        DOCQA_DOCS=str(ROOT / "docs"),
-        DOCQA_INDEX=str(index_dir),
-        DOCQA_PROFILE="small",
-        DOCQA_MAX_NEW_TOKENS="48",
-    )
-    proc = subprocess.run(
-        [sys.executable, "-m", "docqa.cli", *args], input=stdin, capture_output=True, text=True, env=env, timeout=600
-    )
-    assert "NETGUARD" not in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
-    return proc
+    return run_cli(*args, env=docqa_env(index_dir, DOCQA_MAX_NEW_TOKENS="48"), input=stdin)
 
 
 @pytest.fixture(scope="module")

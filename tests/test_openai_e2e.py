@@ -5,10 +5,6 @@ docqa whose LLM backend is the first one's endpoint. The network is blocked exce
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,8 +13,7 @@ import pytest
 openai = pytest.importorskip("openai")
 pytest.importorskip("llama_index.llms.openai_like")
 
-from test_e2e import NETGUARD, ROOT, URBANIZATION_Q, run_cli  # noqa: E402
-from test_openai_server import free_port  # noqa: E402
+from support import ROOT, URBANIZATION_Q, check_stderr, docqa_env, free_port, run_cli, running_cli  # noqa: E402
 
 pytestmark = pytest.mark.e2e
 
@@ -28,39 +23,20 @@ def server(tmp_path_factory) -> Iterator[tuple[str, Path]]:
     index_dir = tmp_path_factory.mktemp("index")
     log = tmp_path_factory.mktemp("log") / "server.log"
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DOCQA_")}
-    env.update(
-        PYTHONPATH=str(NETGUARD),
-        HF_HUB_OFFLINE="1",
-        DOCQA_INDEX=str(index_dir),
-        DOCQA_DOCS=str(ROOT / "docs"),
-        DOCQA_PROFILE="small",
-    )
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "docqa.cli", "serve", "--openai", "--port", str(port)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-            cwd=ROOT,
-        )
     url = f"http://127.0.0.1:{port}/v1"
     client = openai.OpenAI(base_url=url, api_key="x", max_retries=0, timeout=5)
-    deadline = time.monotonic() + 600
-    try:
-        while True:
-            assert proc.poll() is None, log.read_text()
-            try:
-                client.models.list()
-                break
-            except openai.APIConnectionError:
-                assert time.monotonic() < deadline, log.read_text()
-                time.sleep(0.5)
+
+    def ready() -> bool:
+        try:
+            client.models.list()
+            return True
+        except openai.APIConnectionError:
+            return False
+
+    args = ("serve", "--openai", "--port", str(port))
+    with running_cli(*args, env=docqa_env(index_dir), log=log, ready=ready, cwd=ROOT, timeout=600):
         yield url, index_dir
-    finally:
-        proc.terminate()
-        proc.wait(30)
-        assert "NETGUARD" not in log.read_text()
+    check_stderr(log.read_text(), allow_traceback=True)  # the log holds stdout too; only the guard is checked
 
 
 def test_openai_client_gets_a_cited_answer(server):
@@ -91,10 +67,12 @@ def test_second_docqa_uses_the_first_as_its_llm(server):
         "DOCQA_OPENAI_BASE_URL": url,
         "DOCQA_OPENAI_MODEL": "qwen2.5-coder-0.5b-instruct-q4_k_m",
     }
-    # run_cli drops DOCQA_* variables, so the backend settings go in a settings file.
+    # The backend settings go in a settings file, read with --settings.
     settings = index_dir.parent / "second.toml"
     settings.write_text("".join(f'{k[6:].lower()} = "{v}"\n' for k, v in env.items()))
-    proc = run_cli(["ask", "--json", "--settings", str(settings), URBANIZATION_Q], index_dir)
+    proc = run_cli(
+        "ask", "--json", "--settings", str(settings), URBANIZATION_Q, env=docqa_env(index_dir), cwd=ROOT, timeout=900
+    )
     assert proc.returncode == 0, proc.stderr
     answer = json.loads(proc.stdout)
     assert answer["model"] == "qwen2.5-coder-0.5b-instruct-q4_k_m"

@@ -4,6 +4,7 @@ from pathlib import Path
 import pytest
 
 from docqa.ingest.readers import UnreadableFile, read_document
+from support import encrypted_pdf, make_pdf
 
 
 def test_txt_md_and_html(tmp_path: Path):
@@ -68,31 +69,6 @@ def test_latin1_is_decoded_with_warning(tmp_path: Path):
     assert doc.warnings and "UTF-8" in doc.warnings[0]
 
 
-def make_pdf(pages: list[str]) -> bytes:
-    """A minimal valid PDF with one line of Helvetica text per page."""
-    objects = ["<< /Type /Catalog /Pages 2 0 R >>", None, "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"]
-    kids = []
-    for text in pages:
-        stream = f"BT /F1 12 Tf 72 720 Td ({text}) Tj ET"
-        objects.append(f"<< /Length {len(stream)} >>\nstream\n{stream}\nendstream")
-        content = len(objects)
-        objects.append(
-            "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792]"
-            f" /Resources << /Font << /F1 3 0 R >> >> /Contents {content} 0 R >>"
-        )
-        kids.append(f"{len(objects)} 0 R")
-    objects[1] = f"<< /Type /Pages /Kids [{' '.join(kids)}] /Count {len(pages)} >>"
-    out, offsets = b"%PDF-1.4\n", []
-    for i, obj in enumerate(objects, start=1):
-        offsets.append(len(out))
-        out += f"{i} 0 obj\n{obj}\nendobj\n".encode()
-    xref = len(out)
-    out += f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode()
-    out += "".join(f"{o:010d} 00000 n \n" for o in offsets).encode()
-    out += f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
-    return out
-
-
 # --- hostile and broken files -------------------------------------------------------------------
 
 
@@ -125,18 +101,6 @@ def test_docx_that_is_not_a_word_file(tmp_path: Path):
     for name in ("renamed.docx", "empty.docx", "broken.docx"):
         with pytest.raises(UnreadableFile, match="not a valid .docx"):
             read_document(tmp_path / name)
-
-
-def encrypted_pdf(text: str, user_password: str, owner_password: str | None = None) -> bytes:
-    import io
-
-    from pypdf import PdfReader, PdfWriter
-
-    writer = PdfWriter(clone_from=PdfReader(io.BytesIO(make_pdf([text]))))
-    writer.encrypt(user_password, owner_password, algorithm="AES-256")
-    out = io.BytesIO()
-    writer.write(out)
-    return out.getvalue()
 
 
 def test_encrypted_and_truncated_pdfs(tmp_path: Path):

@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import shutil
-import socket
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
-from docqa.settings import Settings
+from support import URBANIZATION_Q, serving_app, small_pipeline
 
 pytestmark = pytest.mark.e2e
 
-REPO = Path(__file__).parents[1]
-URBANIZATION = "What was China's urbanization rate in 2019?"
 FESTIVAL_DOC = """The Zorblat Festival
 
 The Zorblat festival is held every April in the mountain village of Qingshan.
@@ -22,26 +17,13 @@ In 2022 the Zorblat festival drew 4,750 visitors, its largest crowd so far.
 """
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory):
     """The chat served on a free port over a copy of the bundled docs; one per module (models load once)."""
-    from docqa.answering.pipeline import Pipeline
-    from docqa.serve.web import build_app, launch
-
     root = tmp_path_factory.mktemp("web-e2e")
-    shutil.copytree(REPO / "docs", root / "docs")
-    settings = Settings(profile="small", docs_dir=root / "docs", index_dir=root / "index", port=free_port())
-    pipeline = Pipeline.from_settings(settings)
-    demo = build_app(pipeline)
-    url = launch(demo, settings, block=False, quiet=True)
-    yield SimpleNamespace(url=url, settings=settings, pipeline=pipeline, root=root)
-    demo.close()
+    pipeline = small_pipeline(root)
+    with serving_app(pipeline, pipeline.settings) as served:
+        yield SimpleNamespace(url=served.url, settings=served.settings, pipeline=pipeline, root=root)
 
 
 def ask(url: str, question: str, **kwargs) -> dict:
@@ -51,7 +33,7 @@ def ask(url: str, question: str, **kwargs) -> dict:
 
 
 def test_ask_api_returns_cited_fact(server):
-    result = ask(server.url, URBANIZATION)
+    result = ask(server.url, URBANIZATION_Q)
     assert not result["abstained"], result["abstain_reason"]
     assert "60.60%" in result["answer"]
     assert any("60.60%" in c["text"] for c in result["citations"])
@@ -94,4 +76,4 @@ def test_uploaded_document_is_answered_without_restart(server):
 
 
 def test_top_k_reaches_the_pipeline(server):
-    assert len(ask(server.url, URBANIZATION, top_k=2)["retrieved"]) <= 2
+    assert len(ask(server.url, URBANIZATION_Q, top_k=2)["retrieved"]) <= 2
