@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from docqa.evaluate import metrics  # noqa: E402
-from docqa.settings import Settings  # noqa: E402
+from docqa.settings import PROFILES, Settings  # noqa: E402
 
 # Targets from issue 6 (default profile, this 2-core machine): name -> (comparison, value)
 TARGETS = {
@@ -157,8 +157,8 @@ def retrieval_latency(embedder, sizes: list[int], queries: int) -> dict:
     import faiss
     import numpy as np
 
-    from docqa.retrieve.fusion import Retriever
-    from docqa.stores.faiss_store import StoredIndex
+    from docqa.retrieve.hybrid import Retriever
+    from docqa.stores.faiss_store import FaissStore, StoredIndex
     from docqa.types import Chunk
 
     out = {}
@@ -171,7 +171,9 @@ def retrieval_latency(embedder, sizes: list[int], queries: int) -> dict:
         flat.add(vectors)
         chunks = [Chunk(str(i), "synthetic.txt", t, 0, len(t)) for i, t in enumerate(texts)]
         t0 = time.perf_counter()
-        retriever = Retriever(StoredIndex(chunks, vectors, flat, {"dim": embedder.dim}, Path(".")), embedder)
+        retriever = Retriever(
+            FaissStore.from_index(StoredIndex(chunks, vectors, flat, {"dim": embedder.dim}, Path("."))), embedder
+        )
         build_s = time.perf_counter() - t0
         lat = []
         for i in range(queries):
@@ -197,9 +199,7 @@ def main() -> None:
     ap.add_argument(
         "--quick", action="store_true", help="small profile, few questions, sizes up to 10k: a CI smoke run"
     )
-    ap.add_argument(
-        "--profile", choices=["default", "small"], help="generator profile [default: default, small with --quick]"
-    )
+    ap.add_argument("--profile", choices=PROFILES, help="generator profile [default: default, small with --quick]")
     ap.add_argument("--questions", type=int, help="how many eval questions to time [20; 3 with --quick]")
     ap.add_argument("--no-naive", action="store_true", help="skip the naive LlamaIndex pipeline")
     ap.add_argument("--cold", action="store_true", help="also time a cold start (GGUF conversion into an empty cache)")

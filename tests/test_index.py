@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -178,3 +179,84 @@ def test_kill_9_mid_write_keeps_previous_index(settings, embedder, tmp_path):
     report = update_index(settings, embedder, rebuild=True, lock_wait_s=5)
     assert report.wrote
     assert json.loads((store.current_version(settings.index_dir) / "manifest.json").read_text())["chunk_count"] > 0
+
+
+class FakeStore:
+    """An in-memory Store write side that records what the shared update loop asks of it."""
+
+    where = "fake"
+
+    def __init__(self, batch_chunks):
+        self.batch_chunks = batch_chunks
+        self.saved = None  # the last flushed or committed manifest
+        self.rows: dict[str, int] = {}  # source -> chunks stored
+        self.calls: list[str] = []
+
+    @contextmanager
+    def writer_lock(self, wait_s=0.0):
+        yield
+
+    def read_manifest(self):
+        return self.saved
+
+    def begin(self, wanted, old):
+        self.calls.append(f"begin {'in place' if old else 'empty'}")
+        if old is None:
+            self.rows = {}
+
+    def keep(self, source):
+        self.calls.append(f"keep {source}")
+
+    def put(self, source, chunks, vectors):
+        assert len(chunks) == len(vectors)
+        self.rows[source] = len(chunks)
+        self.calls.append(f"put {source}")
+
+    def remove(self, sources):
+        for source in sources:
+            self.rows.pop(source)
+        self.calls.append(f"remove {sources}")
+
+    def flush(self, manifest):
+        assert not manifest.complete and set(manifest.files) == set(self.rows)  # lists exactly what is stored
+        self.saved = manifest
+        self.calls.append("flush")
+
+    def commit(self, manifest):
+        assert manifest.complete and set(manifest.files) == set(self.rows)
+        assert manifest.chunk_count == sum(self.rows.values())
+        self.saved = manifest
+        self.calls.append("commit")
+
+
+def test_shared_loop_batches_keeps_and_removes_through_the_store(settings, embedder, docs, monkeypatch):
+    from docqa.ingest import indexer
+
+    fake = FakeStore(batch_chunks=1)  # flush after every file, as pgvector does per batch
+    monkeypatch.setattr(indexer, "open_store", lambda _: fake)
+    (docs / "b.md").write_text("# Beans\n\nCoffee beans grow in Pu'er too.", encoding="utf-8")
+    first = update_index(settings, embedder)
+    assert fake.calls == ["begin empty", "put b.md", "flush", "put yunnan.txt", "flush", "remove []", "commit"]
+    assert first.wrote and first.embedded == first.chunks == sum(fake.rows.values())
+
+    fake.calls.clear()
+    (docs / "b.md").unlink()
+    second = update_index(settings, embedder)
+    assert fake.calls == ["begin in place", "keep yunnan.txt", "remove ['b.md']", "commit"]
+    assert second.removed == ["b.md"] and second.embedded == 0 and set(fake.saved.files) == {"yunnan.txt"}
+
+    fake.calls.clear()
+    assert not update_index(settings, embedder).wrote and "commit" not in fake.calls
+
+
+def test_faiss_index_and_fused_retrieval_agree_with_the_store_rankings(settings, embedder):
+    """The FAISS store's rankings are its flat index and in-memory BM25, by row."""
+    from docqa.stores import open_retriever
+
+    update_index(settings, embedder)
+    retriever = open_retriever(settings, embedder)
+    qvec = embedder.embed(["tea harvest"])[0]
+    dense = retriever.store.dense(qvec, 3)
+    cos = retriever.store.cosines(dense, qvec)
+    assert [cos[i] for i in dense] == sorted(cos.values(), reverse=True)
+    assert retriever.index.manifest["chunk_count"] == len(retriever.chunks)

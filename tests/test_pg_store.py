@@ -16,7 +16,7 @@ pytest.importorskip("llama_index.vector_stores.postgres")
 from docqa.errors import IndexStateError, SettingsError  # noqa: E402
 from docqa.settings import Settings  # noqa: E402
 from docqa.stores import open_retriever, update_index  # noqa: E402
-from docqa.stores.pgvector import PgDatabase  # noqa: E402
+from docqa.stores.pgvector import PgStore  # noqa: E402
 from fakes import ScriptedGenerator  # noqa: E402
 from pgtest import pg_url  # noqa: E402,F401  (the session-scoped server fixture)
 
@@ -50,11 +50,12 @@ def test_incremental_update_and_manifest(pg_settings, embedder, docs):
     fourth = update_index(pg_settings, embedder)
     assert fourth.removed == ["farm1.txt"] and fourth.embedded == 0
 
-    manifest = PgDatabase(pg_settings).read_manifest()
-    assert sorted(manifest["files"]) == ["farm0.txt", "yunnan.txt"] and manifest["complete"]
-    assert manifest["embed_model"] == embedder.name and len(manifest["files"]["yunnan.txt"]["sha256"]) == 64
+    manifest = PgStore(pg_settings).read_manifest()
+    assert sorted(manifest.files) == ["farm0.txt", "yunnan.txt"] and manifest.complete
+    assert manifest.embed_model == embedder.name and len(manifest.files["yunnan.txt"]["sha256"]) == 64
     retriever = open_retriever(pg_settings, embedder)
-    assert len(retriever.chunks) == manifest["chunk_count"] == fourth.chunks
+    assert len(retriever.chunks) == manifest.chunk_count == fourth.chunks
+    assert retriever.index.manifest["files"] == manifest.files  # the JSON view callers show
     assert {c.source for c in retriever.chunks} == {"farm0.txt", "yunnan.txt"}
 
 
@@ -112,12 +113,12 @@ def test_interrupted_update_resumes(pg_settings, embedder, docs, monkeypatch):
     monkeypatch.setattr(embedder, "embed", flaky)
     with pytest.raises(KeyboardInterrupt):
         update_index(pg_settings, embedder)
-    manifest = PgDatabase(pg_settings).read_manifest()
-    assert len(manifest["files"]) == 2 and not manifest["complete"]
+    manifest = PgStore(pg_settings).read_manifest()
+    assert len(manifest.files) == 2 and not manifest.complete
     monkeypatch.setattr(embedder, "embed", real_embed)
     resumed = update_index(pg_settings, embedder)
     assert len(resumed.unchanged) == 2 and len(resumed.added) == 4
-    assert PgDatabase(pg_settings).read_manifest()["complete"]
+    assert PgStore(pg_settings).read_manifest().complete
     retriever = open_retriever(pg_settings, embedder)
     assert len(retriever.chunks) == len({c.id for c in retriever.chunks}) == resumed.chunks  # no duplicates
 
@@ -146,10 +147,10 @@ def test_connection_and_settings_errors(settings, tmp_path, embedder):
 
 
 def test_second_writer_waits_for_the_lock(pg_settings):
-    db = PgDatabase(pg_settings)
+    db = PgStore(pg_settings)
     with db.writer_lock():
         with pytest.raises(IndexStateError, match="being written"):
-            with PgDatabase(pg_settings).writer_lock(wait_s=0.3):
+            with PgStore(pg_settings).writer_lock(wait_s=0.3):
                 pass
 
 
@@ -163,7 +164,7 @@ def test_sql_bm25_scores_like_docqa_bm25(pg_settings, embedder, docs):
     update_index(pg_settings, embedder)
     (docs / "farm5.txt").unlink()
     update_index(pg_settings, embedder)
-    db = PgDatabase(pg_settings)
+    db = PgStore(pg_settings)
     chunks = open_retriever(pg_settings, embedder).chunks
     bm25 = BM25([c.search_text for c in chunks])
     assert not any(c.source == "farm5.txt" for c in chunks)
@@ -180,9 +181,26 @@ def test_sql_bm25_scores_like_docqa_bm25(pg_settings, embedder, docs):
 
 def test_older_layout_is_rebuilt(pg_settings, embedder):
     update_index(pg_settings, embedder)
-    db = PgDatabase(pg_settings)
-    manifest = db.read_manifest()
+    db = PgStore(pg_settings)
+    manifest = db.read_manifest().to_dict()
     del manifest["pg_schema"]  # as written before the BM25 terms table existed
-    db.write_manifest(manifest)
+    db.write_manifest_json(manifest)
+    with pytest.raises(IndexStateError, match="PostgreSQL layout changed"):
+        open_retriever(pg_settings, embedder)  # refused, not searched with a layout it lacks
     report = update_index(pg_settings, embedder)
     assert "PostgreSQL layout changed" in report.rebuilt_because and report.embedded == report.chunks > 0
+
+
+def test_missing_terms_table_is_an_error_not_dense_only(pg_settings, embedder):
+    import sqlalchemy as sa
+
+    update_index(pg_settings, embedder)
+    db = PgStore(pg_settings)
+    with db.connect() as conn:
+        conn.execute(sa.text(f"DROP TABLE {db.terms_table}"))
+    with pytest.raises(IndexStateError, match="no BM25 terms table") as err:
+        open_retriever(pg_settings, embedder)
+    assert err.value.fix == "run `docqa index --rebuild`"
+    report = update_index(pg_settings, embedder)  # the next update rebuilds it
+    assert "no BM25 terms table" in report.rebuilt_because
+    assert open_retriever(pg_settings, embedder).retrieve("barley tonnes", 2, "bm25").passages

@@ -1,7 +1,8 @@
 from docqa.ingest.indexer import update_index
 from docqa.retrieve.bm25 import BM25
-from docqa.retrieve.fusion import Retriever, rrf
-from docqa.stores.faiss_store import load_index
+from docqa.retrieve.fusion import rrf
+from docqa.retrieve.hybrid import Retriever
+from docqa.stores.faiss_store import FaissStore
 
 
 def test_bm25_prefers_rare_exact_terms():
@@ -23,7 +24,9 @@ def test_rrf_hand_computed():
 def test_hybrid_retrieval_and_dedup(settings, embedder, docs):
     (docs / "copy.txt").write_text((docs / "yunnan.txt").read_text())  # an exact duplicate file
     update_index(settings, embedder)
-    retriever = Retriever(load_index(settings.index_dir), embedder, dedup_threshold=0.8)
+    store = FaissStore(settings.index_dir)
+    store.open()
+    retriever = Retriever(store, embedder, dedup_threshold=0.8)
     found = retriever.retrieve("When were the Hani terraces listed as World Heritage?", top_k=4)
     texts = [p.chunk.text for p in found.passages]
     assert "2013" in texts[0]

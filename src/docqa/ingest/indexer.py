@@ -1,4 +1,9 @@
-"""Bring the index up to date with the docs folder, re-embedding only what changed."""
+"""Bring the index up to date with the docs folder, re-embedding only what changed.
+
+One update loop for every store: it scans the files, embeds what changed and writes through the
+store's write side (`docqa.stores.Store`): FAISS as one atomic new version at the end, pgvector
+batch by batch with a manifest that always lists exactly what is stored (so a killed run resumes).
+"""
 
 from __future__ import annotations
 
@@ -6,19 +11,21 @@ import os
 import platform
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from docqa.errors import DocsError
+from docqa.errors import DocsError, IndexStateError
 from docqa.ingest.chunking import chunk_document
 from docqa.ingest.embeddings import Embedder
 from docqa.ingest.readers import SUPPORTED, UnreadableFile, read_document
 from docqa.settings import Settings
-from docqa.stores import faiss_store as store
+from docqa.stores import Store, open_store
+from docqa.stores.faiss_store import sha256_file
+from docqa.stores.manifest import Manifest
 from docqa.types import Chunk
 
 # Bump when chunking or what gets embedded changes, so old indexes are rebuilt, not mixed.
@@ -67,15 +74,15 @@ def chunk_settings(settings: Settings) -> dict[str, Any]:
     return {"chunk_tokens": settings.chunk_tokens, "chunk_overlap_tokens": settings.chunk_overlap_tokens}
 
 
-def wanted_manifest(settings: Settings, embedder: Embedder) -> dict[str, Any]:
+def wanted_manifest(settings: Settings, embedder: Embedder) -> Manifest:
     """What an index built now would record; an old index that differs on any of these is rebuilt."""
-    return {
-        "embed_model": embedder.name,
-        "dim": embedder.dim,
-        "chunking": chunk_settings(settings),
-        "chunker": CHUNKER_VERSION,
-        "docs_dir": str(settings.docs_dir.resolve()),
-    }
+    return Manifest(
+        embed_model=embedder.name,
+        dim=embedder.dim,
+        chunking=chunk_settings(settings),
+        chunker=CHUNKER_VERSION,
+        docs_dir=str(settings.docs_dir.resolve()),
+    )
 
 
 @dataclass
@@ -103,7 +110,7 @@ def scan_files(
     for position, (source, path) in enumerate(files):
         progress(position, len(files), f"reading {source}")
         try:
-            digest = store.sha256_file(path)
+            digest = sha256_file(path)
         except OSError as exc:
             report.failed.append(FileProblem(source, f"can't be read ({exc.strerror})"))
             continue
@@ -146,15 +153,11 @@ def scan_files(
 
 def nothing_indexable(settings: Settings, report: IndexReport) -> DocsError:
     """The error for a docs folder with no readable document, naming the first failures."""
+    kinds = ", ".join(sorted(SUPPORTED))  # what readers.py reads, so the advice stays true
     if report.failed:
         listing = "; ".join(f"{p.source}: {p.reason}" for p in report.failed[:5])
-        return DocsError(
-            f"no readable documents in {settings.docs_dir} ({listing})",
-            "add .txt, .md, .pdf, .html or .docx files with text",
-        )
-    return DocsError(
-        f"the documents folder {settings.docs_dir} is empty", "add .txt, .md, .pdf, .html or .docx files to it"
-    )
+        return DocsError(f"no readable documents in {settings.docs_dir} ({listing})", f"add files with text ({kinds})")
+    return DocsError(f"the documents folder {settings.docs_dir} is empty", f"add documents to it ({kinds})")
 
 
 def discover(docs_dir: Path, max_bytes: int) -> tuple[list[tuple[str, Path]], list[FileProblem]]:
@@ -225,83 +228,90 @@ def update_index(
     progress: Progress | None = None,
     lock_wait_s: float = 0.0,
 ) -> IndexReport:
-    """Make `settings.index_dir` match `settings.docs_dir`. Raises DocsError when nothing is indexable."""
-    with store.writer_lock(settings.index_dir, wait_s=lock_wait_s):
-        store.clean_leftovers(settings.index_dir)  # a writer killed mid-write (kill -9, power cut) left these
-        return _update(settings, embedder, rebuild, progress or (lambda *_: None))
+    """Make the configured store match `settings.docs_dir`. Raises DocsError when nothing is indexable.
+
+    Only files whose sha256 changed are read and embedded. `embedder` may be a RayEmbedder
+    (ingest/ray.py): the loop is the same, only where the vectors are computed differs.
+    """
+    store = open_store(settings)
+    with store.writer_lock(lock_wait_s):
+        return _update(store, settings, embedder, rebuild, progress or (lambda *_: None))
 
 
-def _update(settings: Settings, embedder: Embedder, rebuild: bool, progress: Progress) -> IndexReport:
+def _previous(store: Store, wanted: Manifest, rebuild: bool) -> tuple[Manifest | None, str | None]:
+    """The index to update in place (None: start empty), and why it is rebuilt instead, if it is."""
+    old, because = None, "--rebuild was asked for" if rebuild else None
+    if not rebuild:
+        try:
+            old = store.read_manifest()
+            because = old.mismatch(wanted) if old else None
+            if old and not because:
+                store.begin(wanted, old)  # loads what an in-place update keeps; may find it damaged
+                return old, None
+        except IndexStateError as exc:  # a damaged or outdated index is rebuilt, never updated
+            because = f"the existing index could not be read ({exc.cause})"
+    store.begin(wanted, None)
+    return None, because
+
+
+def _update(store: Store, settings: Settings, embedder: Embedder, rebuild: bool, progress: Progress) -> IndexReport:
     started = time.perf_counter()
     report = IndexReport()
     files, report.failed = discover(settings.docs_dir, int(settings.max_file_mb * 1e6))
     wanted = wanted_manifest(settings, embedder)
-    old: store.StoredIndex | None = None
-    if rebuild:
-        report.rebuilt_because = "--rebuild was asked for"
-    else:
-        try:
-            manifest = store.read_manifest(settings.index_dir)
-            if manifest is not None:
-                report.rebuilt_because = _mismatch(manifest, wanted)
-                if report.rebuilt_because is None:
-                    old = store.load_index(settings.index_dir)
-        except Exception as exc:  # noqa: BLE001 - any unreadable old index is rebuilt from scratch
-            report.rebuilt_because = f"the existing index could not be read ({exc})"
+    old, report.rebuilt_because = _previous(store, wanted, rebuild)
+    old_files = old.files if old else {}
+    live: dict[str, Any] = {}  # what the store holds by now, by file: each manifest lists exactly these
+    pending: list[ScannedFile] = []
 
-    old_files: dict[str, Any] = old.manifest["files"] if old else {}
-    kept_chunks: list[Chunk] = []
-    kept_vectors: list[np.ndarray] = []
-    new_chunks: list[Chunk] = []
-    file_records: dict[str, Any] = {}
+    def manifest(complete: bool) -> Manifest:
+        return replace(
+            wanted,
+            files=dict(sorted(live.items())),
+            chunk_count=sum(r["chunks"] for r in live.values()),
+            built_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            versions=library_versions(),
+            complete=complete,
+        )
+
+    def write(done: int) -> None:  # embed the pending files' chunks and hand them to the store
+        chunks = [c for p in pending for c in p.chunks or []]
+        vectors = np.zeros((0, embedder.dim), np.float32)
+        if chunks:
+            progress(done, len(files), f"embedding {len(chunks)} chunks")
+            vectors = embedder.embed([c.search_text for c in chunks])
+        start = 0
+        for p in pending:
+            n = len(p.chunks or [])
+            store.put(p.source, p.chunks or [], vectors[start : start + n])
+            live[p.source] = p.record
+            start += n
+        report.embedded += len(chunks)
+        pending.clear()
+
     for scanned in scan_files(settings, embedder, files, old_files, report, progress):
-        file_records[scanned.source] = scanned.record
-        if scanned.chunks is None and old is not None:
-            rows = [i for i, c in enumerate(old.chunks) if c.source == scanned.source]
-            kept_chunks.extend(old.chunks[i] for i in rows)
-            kept_vectors.append(old.vectors[rows])
-        else:
-            new_chunks.extend(scanned.chunks or [])
-    report.removed = sorted(set(old_files) - {s for s, _ in files})
-    if not file_records:
+        if scanned.chunks is None:
+            store.keep(scanned.source)
+            live[scanned.source] = scanned.record
+            continue
+        pending.append(scanned)
+        if store.batch_chunks and sum(len(p.chunks or []) for p in pending) >= store.batch_chunks:
+            write(scanned.position)
+            store.flush(manifest(complete=False))  # resumable: the next run keeps what this wrote
+    scanned_sources = set(live) | {p.source for p in pending}
+    if not scanned_sources:
         raise nothing_indexable(settings, report)
-
-    if new_chunks:
-        progress(len(files), len(files), f"embedding {len(new_chunks)} chunks")
-    new_vectors = embedder.embed([c.search_text for c in new_chunks])
-    report.embedded = len(new_chunks)
-    chunks = kept_chunks + new_chunks
-    vectors = np.concatenate([*kept_vectors, new_vectors]) if chunks else np.zeros((0, embedder.dim), np.float32)
-    report.chunks = len(chunks)
-    if report.changed or old is None:
-        manifest = {
-            **wanted,
-            "files": dict(sorted(file_records.items())),
-            "chunk_count": len(chunks),
-            "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "versions": library_versions(),
-        }
-        store.write_index(settings.index_dir, chunks, vectors, manifest)
+    if pending:
+        write(len(files))
+    report.removed = sorted(set(old_files) - {s for s, _ in files})
+    # A file indexed before that fails now is dropped too (no stale chunks of a file the manifest lacks).
+    store.remove(sorted(set(old_files) - scanned_sources))
+    report.chunks = sum(r["chunks"] for r in live.values())
+    if report.changed or old is None or not old.complete:
+        store.commit(manifest(complete=True))
         report.wrote = True
     report.seconds = time.perf_counter() - started
     return report
-
-
-def _mismatch(manifest: dict[str, Any], wanted: dict[str, Any]) -> str | None:
-    """Why an existing index can't be updated in place, or None if it can."""
-    labels = {
-        "embed_model": "embedding model",
-        "dim": "embedding dimension",
-        "chunking": "chunk settings",
-        "chunker": "chunker version",
-        "docs_dir": "documents folder",
-    }
-    for key, label in labels.items():
-        if manifest.get(key) != wanted[key]:
-            return f"the {label} changed ({manifest.get(key)!r} -> {wanted[key]!r})"
-    if manifest.get("format") != store.FORMAT_VERSION:
-        return f"the index format changed ({manifest.get('format')} -> {store.FORMAT_VERSION})"
-    return None
 
 
 def library_versions() -> dict[str, str]:

@@ -1,6 +1,7 @@
 """Embedding through Ray Data (`docqa index --ray [ADDRESS]`; the `ray` extra).
 
-`RayEmbedder` is an Embedder: the indexers (FAISS or pgvector) call `embed(texts)` as usual, and the
+`RayEmbedder` is an Embedder: the one update loop (`ingest/indexer.update_index`, on FAISS or
+pgvector) calls `embed(texts)` as usual in place of the local model, and the
 texts are embedded by an actor pool on the Ray cluster the address names (a local Ray when None).
 Each worker loads the embedding model once; Ray Data streams fixed-size batches through them, so
 memory is bounded by the batch size and the number of batches in flight, not by the corpus.
@@ -153,8 +154,8 @@ def update_index_with_ray(
     lock_wait_s: float = 0.0,
     progress: Progress | None = None,
 ) -> IndexReport:
-    """`backends.update_index` with embedding done through Ray; clears the checkpoint once written."""
-    from docqa.stores import update_index
+    """`update_index` with embedding done through Ray; clears the checkpoint once written."""
+    from docqa.ingest.indexer import update_index
 
     ray_embedder = RayEmbedder(
         embedder, settings.embed_model, checkpoint_dir_for(settings.index_dir), address, dtype=settings.embed_dtype

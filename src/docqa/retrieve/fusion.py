@@ -1,22 +1,21 @@
-"""Hybrid retrieval: dense FAISS search and BM25, fused by reciprocal rank, near-duplicates dropped."""
+"""Rank fusion and near-duplicate dropping: the store-independent half of hybrid retrieval (`hybrid.py`)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Literal, TypeVar
 
-from docqa.ingest.embeddings import Embedder
-from docqa.retrieve.bm25 import BM25, tokenize
-from docqa.stores.faiss_store import StoredIndex
-from docqa.types import Chunk, Passage
+from docqa.retrieve.bm25 import tokenize
+from docqa.types import Passage
 
 Mode = Literal["hybrid", "dense", "bm25"]
 T = TypeVar("T")
+K = TypeVar("K", bound=Hashable)  # a chunk key: a FAISS row or a pgvector node id
 RRF_K = 60  # the constant from Cormack et al. (2009); damps the weight of the very top ranks
 
 
-def rrf(rankings: list[list[int]], k: int = RRF_K, weights: list[float] | None = None) -> list[tuple[int, float]]:
+def rrf(rankings: list[list[K]], k: int = RRF_K, weights: list[float] | None = None) -> list[tuple[K, float]]:
     """Weighted reciprocal rank fusion of ranked id lists, best first; ties keep first-seen order.
 
     >>> [i for i, _ in rrf([[1, 2, 3], [3, 1]])]
@@ -24,7 +23,7 @@ def rrf(rankings: list[list[int]], k: int = RRF_K, weights: list[float] | None =
     >>> [i for i, _ in rrf([[1, 2], [2, 1]], weights=[1.0, 2.0])]
     [2, 1]
     """
-    scores: dict[int, float] = {}
+    scores: dict[K, float] = {}
     for ranking, weight in zip(rankings, weights or [1.0] * len(rankings), strict=True):
         for rank, item in enumerate(ranking):
             scores[item] = scores.get(item, 0.0) + weight / (k + rank + 1)
@@ -73,49 +72,3 @@ def drop_near_duplicates(ranked: list[T], text_of: Callable[[T], str], threshold
 class Retrieval:
     passages: list[Passage]
     best_score: float  # highest dense cosine among all candidates, the abstention signal
-
-
-class Retriever:
-    """Dense + BM25 over one stored index. `bm25_weight` scales the lexical ranking in the fusion."""
-
-    def __init__(
-        self,
-        index: StoredIndex,
-        embedder: Embedder,
-        candidates: int = 20,
-        dedup_threshold: float = 0.8,
-        bm25_weight: float = 1.0,
-    ) -> None:
-        self.index = index
-        self.embedder = embedder
-        self.candidates = candidates
-        self.dedup_threshold = dedup_threshold
-        self.bm25_weight = bm25_weight
-        self.bm25 = BM25([c.search_text for c in index.chunks])
-
-    @property
-    def chunks(self) -> list[Chunk]:
-        return self.index.chunks
-
-    def retrieve(self, query: str, top_k: int = 4, mode: Mode = "hybrid") -> Retrieval:
-        if not self.chunks:
-            return Retrieval([], 0.0)
-        qvec = self.embedder.embed([query])[0]
-        n = min(self.candidates, len(self.chunks))
-        rankings: list[list[int]] = []
-        weights: list[float] = []
-        if mode in ("dense", "hybrid"):
-            _, ids = self.index.faiss_index.search(qvec[None, :], n)
-            rankings.append([int(i) for i in ids[0] if i >= 0])
-            weights.append(1.0)
-        if mode in ("bm25", "hybrid"):
-            rankings.append([i for i, _ in self.bm25.top(query, n)])
-            weights.append(self.bm25_weight)
-        fused = [i for i, _ in rrf(rankings, weights=weights)]
-        if not fused:
-            return Retrieval([], 0.0)
-        cosines = self.index.vectors[fused] @ qvec
-        cos_of = dict(zip(fused, cosines.tolist(), strict=True))
-        kept = drop_near_duplicates(fused, lambda i: self.chunks[i].text, self.dedup_threshold, top_k)
-        passages = [Passage(n=j + 1, chunk=self.chunks[i], score=cos_of[i]) for j, i in enumerate(kept)]
-        return Retrieval(passages, float(cosines.max()))

@@ -29,9 +29,10 @@ from typing import Any
 import numpy as np
 
 from docqa.errors import IndexStateError
+from docqa.retrieve.bm25 import BM25
+from docqa.stores.manifest import FORMAT_VERSION, Manifest
 from docqa.types import Chunk
 
-FORMAT_VERSION = 1
 FILES = ("faiss.index", "chunks.jsonl")
 _VERSION_NAME = re.compile(r"v-[0-9]{14}-[0-9a-f]{6}")  # what write_index names a version folder
 
@@ -164,18 +165,22 @@ def write_index(index_dir: Path, chunks: list[Chunk], vectors: np.ndarray, manif
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    prune(index_dir, keep=version.name)
+    clean(index_dir, keep=version.name)
     return version
 
 
-def clean_leftovers(index_dir: Path) -> list[str]:
-    """Remove what a killed writer left behind (half-written `.tmp-*` folders, `.CURRENT-*` files).
+def clean(index_dir: Path, keep: str | None = None) -> list[str]:
+    """Remove what a killed writer left (half-written `.tmp-*` folders, `.CURRENT-*` files) and, when
+    `keep` names the version just made live, every other version. Returns the names removed.
 
-    Call only while holding the writer lock. Returns the names removed.
+    Call only while holding the writer lock.
     """
     removed = []
     for path in index_dir.iterdir() if index_dir.is_dir() else ():
-        if path.name.startswith(".tmp-") and path.is_dir():
+        if path.name == keep:
+            continue
+        stale = (".tmp-", "v-") if keep else (".tmp-",)
+        if path.name.startswith(stale) and path.is_dir():
             shutil.rmtree(path, ignore_errors=True)
         elif path.name.startswith(".CURRENT-"):
             path.unlink(missing_ok=True)
@@ -183,17 +188,6 @@ def clean_leftovers(index_dir: Path) -> list[str]:
             continue
         removed.append(path.name)
     return removed
-
-
-def prune(index_dir: Path, keep: str) -> None:
-    """Remove old versions and leftovers of crashed writes (call only while holding the lock)."""
-    for path in index_dir.iterdir():
-        if path.name == keep:
-            continue
-        if path.name.startswith(("v-", ".tmp-")) and path.is_dir():
-            shutil.rmtree(path, ignore_errors=True)
-        elif path.name.startswith(".CURRENT-"):
-            path.unlink(missing_ok=True)
 
 
 def _fsync(path: Path) -> None:
@@ -236,3 +230,109 @@ def writer_lock(index_dir: Path, wait_s: float = 0.0) -> Iterator[None]:
         yield
     finally:
         fh.close()
+
+
+class FaissStore:
+    """The `Store` over `index/`: rankings from the loaded version, writes as one new version.
+
+    Chunk keys are row numbers. An update carries the rows of unchanged files (`keep`) and the new
+    ones (`put`) into a version written atomically by `commit`; rows neither kept nor put are gone
+    from it, so `remove` has nothing to do and no partial state is ever visible.
+    """
+
+    batch_chunks: int | None = None  # embed everything in one call and write once, at commit
+
+    def __init__(self, index_dir: Path, loaded: StoredIndex | None = None) -> None:
+        self.index_dir = index_dir
+        self.where = str(index_dir)
+        self.loaded = loaded
+        self._bm25: BM25 | None = None
+        self._manifest: Manifest | None = None
+        self._rows: dict[str, list[int]] = {}  # source -> its rows in `loaded`, while updating
+        self._chunks: list[Chunk] = []
+        self._vectors: list[np.ndarray] = []
+
+    # --- reading --------------------------------------------------------------------------------
+    @classmethod
+    def from_index(cls, loaded: StoredIndex) -> FaissStore:
+        """A store over an index already in memory (benchmarks build one without writing it)."""
+        store = cls(loaded.path, loaded)
+        store._bm25 = BM25([c.search_text for c in loaded.chunks])
+        return store
+
+    def open(self) -> Manifest:
+        self.loaded = load_index(self.index_dir)
+        self._manifest = Manifest.from_dict(self.loaded.manifest, str(self.loaded.path))
+        self._bm25 = BM25([c.search_text for c in self.loaded.chunks])  # built once, before any query
+        return self._manifest
+
+    @property
+    def manifest(self) -> dict[str, Any]:
+        assert self.loaded is not None, "open() first"
+        return self.loaded.manifest
+
+    @property
+    def vectors(self) -> np.ndarray:
+        assert self.loaded is not None, "open() first"
+        return self.loaded.vectors
+
+    def chunks(self) -> list[Chunk]:
+        return self.loaded.chunks if self.loaded else []
+
+    def count(self) -> int:
+        return len(self.chunks())
+
+    def dense(self, qvec: np.ndarray, n: int) -> list[int]:
+        assert self.loaded is not None
+        _, ids = self.loaded.faiss_index.search(qvec[None, :], n)
+        return [int(i) for i in ids[0] if i >= 0]
+
+    def lexical(self, query: str, n: int) -> list[int]:
+        assert self._bm25 is not None
+        return [i for i, _ in self._bm25.top(query, n)]
+
+    def cosines(self, keys: list[int], qvec: np.ndarray) -> dict[int, float]:
+        return dict(zip(keys, (self.vectors[keys] @ qvec).tolist(), strict=True))
+
+    def chunks_for(self, keys: list[int]) -> dict[int, Chunk]:
+        chunks = self.chunks()
+        return {i: chunks[i] for i in keys}
+
+    # --- writing --------------------------------------------------------------------------------
+    @contextmanager
+    def writer_lock(self, wait_s: float = 0.0) -> Iterator[None]:
+        with writer_lock(self.index_dir, wait_s):
+            clean(self.index_dir)  # a writer killed mid-write (kill -9, power cut) left these
+            yield
+
+    def read_manifest(self) -> Manifest | None:
+        data = read_manifest(self.index_dir)
+        return None if data is None else Manifest.from_dict(data, self.where)
+
+    def begin(self, wanted: Manifest, old: Manifest | None) -> None:
+        self.loaded = load_index(self.index_dir) if old is not None else None
+        self._rows = {}
+        for row, chunk in enumerate(self.loaded.chunks if self.loaded else ()):
+            self._rows.setdefault(chunk.source, []).append(row)
+        self._chunks, self._vectors = [], []
+
+    def keep(self, source: str) -> None:
+        assert self.loaded is not None
+        rows = self._rows.get(source, [])
+        self._chunks.extend(self.loaded.chunks[i] for i in rows)
+        self._vectors.append(self.loaded.vectors[rows])
+
+    def put(self, source: str, chunks: list[Chunk], vectors: np.ndarray) -> None:
+        self._chunks.extend(chunks)
+        self._vectors.append(vectors)
+
+    def remove(self, sources: list[str]) -> None:
+        pass  # a removed file's rows are neither kept nor put
+
+    def flush(self, manifest: Manifest) -> None:
+        pass  # batch_chunks is None: the loop never flushes
+
+    def commit(self, manifest: Manifest) -> None:
+        dim = manifest.dim
+        vectors = np.concatenate(self._vectors) if self._chunks else np.zeros((0, dim), np.float32)
+        write_index(self.index_dir, self._chunks, vectors, manifest.to_dict())

@@ -16,10 +16,13 @@ does on FAISS and nothing is held in memory. With `pg_lexical = "postgres"` it i
 full-text ranking (ts_rank over the english tsvector, through llama-index's hybrid search), which
 ranks differently. Either ranking is fused with the dense one by the same weighted RRF.
 
-Updates are per batch of files: a changed file's rows are deleted and re-added, then the manifest
-row is rewritten to list exactly the files whose rows are in the table. An interrupted update
-leaves a consistent manifest, and the next run resumes with the files not yet in it. Writers hold
-a PostgreSQL advisory lock, so two `docqa index` runs against one database don't interleave.
+`PgStore` is the `Store` (docqa.stores) over these tables: chunk keys are node ids. The shared update
+loop (ingest/indexer.py) writes per batch of files: `flush` deletes and re-adds the batch's rows,
+then rewrites the manifest row to list exactly the files whose rows are in the table. An
+interrupted update leaves a consistent manifest, and the next run resumes with the files not yet
+in it. Writers hold a PostgreSQL advisory lock, so two `docqa index` runs against one database
+don't interleave. An index with an older layout, or without its terms table, is refused
+(IndexStateError) and rebuilt by the next update, never searched without its lexical ranking.
 """
 
 from __future__ import annotations
@@ -30,29 +33,15 @@ import zlib
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 
 from docqa.errors import IndexStateError, SettingsError
-from docqa.ingest.embeddings import Embedder
-from docqa.ingest.indexer import (
-    IndexReport,
-    Progress,
-    _mismatch,
-    discover,
-    library_versions,
-    nothing_indexable,
-    scan_files,
-    wanted_manifest,
-)
-from docqa.retrieve.fusion import Mode, Retrieval, drop_near_duplicates, rrf
 from docqa.settings import Settings
-from docqa.stores.faiss_store import FORMAT_VERSION
-from docqa.types import Chunk, Passage
+from docqa.stores.manifest import FORMAT_VERSION, REBUILD, Manifest
+from docqa.types import Chunk
 
 EXTRA_HINT = "pip install 'docqa[pgvector]' (llama-index-vector-stores-postgres, psycopg2-binary)"
 PG_SCHEMA = 2  # 2: the BM25 terms table; an index with an older layout is rebuilt
@@ -115,8 +104,8 @@ def chunk_from_row(text: str, meta: dict[str, Any]) -> Chunk:
     return Chunk(meta["chunk_id"], meta["source"], body, meta["start"], meta["end"], heading, meta.get("page"))
 
 
-class PgDatabase:
-    """One docqa index in one PostgreSQL database: the chunk table and the manifest table."""
+class PgStore:
+    """The `Store` over one docqa index in one PostgreSQL database (chunk keys are node ids)."""
 
     def __init__(self, settings: Settings) -> None:
         try:
@@ -135,6 +124,8 @@ class PgDatabase:
         self.url = settings.pg_url
         self.sync_url, self.async_url = sqlalchemy_urls(settings.pg_url)
         self.prefix = settings.pg_table
+        self.lexical_ranking = settings.pg_lexical  # "bm25" (Okapi BM25 in SQL) or "postgres" (ts_rank)
+        self.where = f"'{self.prefix}' in {redact(self.url)}"
         self.chunk_table = f"data_{self.prefix}_chunks"  # PGVectorStore's name for table_name=<prefix>_chunks
         self.manifest_table = f"{self.prefix}_manifest"
         self.terms_table = f"{self.prefix}_terms"
@@ -142,6 +133,13 @@ class PgDatabase:
         self.engine = sqlalchemy.create_engine(self.sync_url, pool_pre_ping=True)
         self._vector_store: Any = None
         self._dim: int | None = None
+        self._manifest: Manifest | None = None
+        self._chunks: list[Chunk] | None = None
+        self._pending: list[tuple[str, list[Chunk], np.ndarray]] = []  # put, not yet flushed
+
+    @property
+    def batch_chunks(self) -> int:
+        return EMBED_BATCH  # read at each use, so tests can shrink the batches
 
     @contextmanager
     def connect(self) -> Iterator[Any]:
@@ -158,17 +156,220 @@ class PgDatabase:
                 "start the server or correct pg_url; the database must allow CREATE EXTENSION vector",
             ) from None
 
-    def read_manifest(self) -> dict[str, Any] | None:
+    @staticmethod
+    def _exists(conn: Any, table: str) -> bool:
+        import sqlalchemy as sa
+
+        return conn.execute(sa.text("SELECT to_regclass(:t)"), {"t": table}).scalar() is not None
+
+    # --- reading --------------------------------------------------------------------------------
+    def read_manifest(self) -> Manifest | None:
+        """The manifest row, checked against this layout; None when there is no index."""
         import sqlalchemy as sa
 
         with self.connect() as conn:
-            exists = conn.execute(sa.text("SELECT to_regclass(:t)"), {"t": self.manifest_table}).scalar()
-            if exists is None:
+            if not self._exists(conn, self.manifest_table):
                 return None
             value = conn.execute(sa.text(f"SELECT manifest FROM {self.manifest_table} WHERE name = 'current'")).scalar()
-        return json.loads(value) if isinstance(value, str) else value
+            if value is None:
+                return None
+            manifest = Manifest.from_dict(json.loads(value) if isinstance(value, str) else value, self.where)
+            schema = manifest.extra.get("pg_schema")
+            if schema != PG_SCHEMA:
+                raise IndexStateError(f"the PostgreSQL layout changed ({schema} -> {PG_SCHEMA})", REBUILD)
+            if manifest.format != FORMAT_VERSION:
+                raise IndexStateError(
+                    f"the index {self.where} has format {manifest.format}, this docqa reads {FORMAT_VERSION}", REBUILD
+                )
+            if not self._exists(conn, self.terms_table):  # BM25 would silently rank nothing
+                raise IndexStateError(f"the index {self.where} has no BM25 terms table ({self.terms_table})", REBUILD)
+        return manifest
 
-    def write_manifest(self, manifest: dict[str, Any]) -> None:
+    def open(self) -> Manifest:
+        manifest = self.read_manifest()
+        if manifest is None:
+            raise IndexStateError(f"no index {self.where}", "run `docqa index` to build it from your documents")
+        self._manifest, self._terms_ready = manifest, True
+        return manifest
+
+    @property
+    def manifest(self) -> dict[str, Any]:
+        assert self._manifest is not None, "open() first"
+        return self._manifest.to_dict()
+
+    def count(self) -> int:
+        import sqlalchemy as sa
+
+        with self.connect() as conn:
+            if not self._exists(conn, self.chunk_table):
+                return 0
+            return int(conn.execute(sa.text(f"SELECT count(*) FROM {self.chunk_table}")).scalar() or 0)
+
+    def chunks(self) -> list[Chunk]:
+        """Every chunk, read once on first use (the status line and example questions need them)."""
+        import sqlalchemy as sa
+
+        if self._chunks is None:
+            if not self.count():
+                return []
+            with self.connect() as conn:
+                rows = conn.execute(sa.text(f"SELECT text, metadata_ FROM {self.chunk_table} ORDER BY id")).all()
+            self._chunks = [chunk_from_row(text, meta) for text, meta in rows]
+        return self._chunks
+
+    def dense(self, qvec: np.ndarray, n: int) -> list[str]:
+        """Exact nearest neighbours by cosine distance (no ANN index: ranks like FAISS's flat index)."""
+        import sqlalchemy as sa
+
+        sql = f"SELECT node_id FROM {self.chunk_table} ORDER BY embedding <=> CAST(:q AS vector), id LIMIT :n"
+        with self.connect() as conn:
+            return [row[0] for row in conn.execute(sa.text(sql), {"q": _vector_literal(qvec), "n": n})]
+
+    def lexical(self, query: str, n: int) -> list[str]:
+        if self.lexical_ranking == "bm25":
+            return [i for i, _ in self.bm25(query, n)]
+        from llama_index.core.vector_stores.types import VectorStoreQuery, VectorStoreQueryMode
+
+        assert self._manifest is not None
+        found = self.vector_store(self._manifest.dim).query(
+            VectorStoreQuery(query_str=query, sparse_top_k=n, similarity_top_k=n, mode=VectorStoreQueryMode.TEXT_SEARCH)
+        )
+        return [node.metadata["chunk_id"] for node in found.nodes]
+
+    def bm25(self, query: str, n: int) -> list[tuple[str, float]]:
+        """(chunk id, score) by Okapi BM25, best first, computed in PostgreSQL (the scores of bm25.BM25)."""
+        import sqlalchemy as sa
+
+        from docqa.retrieve.bm25 import K1, B, tokenize
+
+        terms = sorted(set(tokenize(query)))
+        if not terms:
+            return []
+        # MATERIALIZED: computed once. Inlined, the per-term document counts were re-run for every
+        # candidate row (minutes at 20k chunks instead of milliseconds).
+        sql = f"""
+            WITH st AS MATERIALIZED (
+                SELECT count(*)::float8 AS n, avg(doclen)::float8 AS avgdl FROM {self.terms_table}
+            ),
+            df AS MATERIALIZED (
+                SELECT q.term, count(t.node_id)::float8 AS df
+                FROM unnest(CAST(:terms AS text[])) AS q(term)
+                JOIN {self.terms_table} t ON t.tf ? q.term
+                GROUP BY q.term
+            )
+            SELECT t.node_id,
+                   sum(ln(1 + (st.n - df.df + 0.5) / (df.df + 0.5))
+                       * (t.tf ->> df.term)::float8 * (:k1 + 1)
+                       / ((t.tf ->> df.term)::float8
+                          + :k1 * (1 - :b + :b * t.doclen / greatest(st.avgdl, 1e-9)))) AS score
+            FROM {self.terms_table} t JOIN df ON t.tf ? df.term CROSS JOIN st
+            WHERE t.tf ?| CAST(:terms AS text[])
+            GROUP BY t.node_id ORDER BY score DESC, t.node_id LIMIT :n
+        """
+        with self.connect() as conn:
+            rows = conn.execute(sa.text(sql), {"terms": terms, "k1": K1, "b": B, "n": n}).all()
+        return [(node_id, float(score)) for node_id, score in rows]
+
+    def chunks_for(self, keys: list[str]) -> dict[str, Chunk]:
+        import sqlalchemy as sa
+
+        if not keys:
+            return {}
+        with self.connect() as conn:
+            rows = conn.execute(
+                sa.text(f"SELECT node_id, text, metadata_ FROM {self.chunk_table} WHERE node_id = ANY(:ids)"),
+                {"ids": keys},
+            ).all()
+        return {node_id: chunk_from_row(text, meta) for node_id, text, meta in rows}
+
+    def cosines(self, keys: list[str], qvec: np.ndarray) -> dict[str, float]:
+        """Cosine of the query to each listed chunk (pgvector's <=> is cosine distance)."""
+        import sqlalchemy as sa
+
+        if not keys:
+            return {}
+        with self.connect() as conn:
+            rows = conn.execute(
+                sa.text(
+                    f"SELECT node_id, 1 - (embedding <=> CAST(:q AS vector)) FROM {self.chunk_table}"
+                    " WHERE node_id = ANY(:ids)"
+                ),
+                {"q": _vector_literal(qvec), "ids": keys},
+            ).all()
+        return {node_id: float(cos) for node_id, cos in rows}
+
+    # --- writing --------------------------------------------------------------------------------
+    @contextmanager
+    def writer_lock(self, wait_s: float = 0.0) -> Iterator[None]:
+        """A session-level advisory lock named after the table prefix; released if the writer dies."""
+        import sqlalchemy as sa
+
+        key = zlib.crc32(f"docqa:{self.prefix}".encode())
+        deadline = time.monotonic() + wait_s
+        with self.connect() as conn:
+            while not conn.execute(sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar():
+                if time.monotonic() >= deadline:
+                    raise IndexStateError(
+                        f"the index {self.where} is being written by another process",
+                        "wait for it to finish, or pass --wait SECONDS",
+                    )
+                time.sleep(0.2)
+            try:
+                yield
+            finally:
+                conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+
+    def begin(self, wanted: Manifest, old: Manifest | None) -> None:
+        """Start an update: on `old` in place, or (None) on empty tables."""
+        if old is None:
+            self.drop()
+        self.vector_store(wanted.dim)
+        self.replace_terms([], [])  # the terms table exists from the first manifest on
+        self._pending.clear()
+
+    def keep(self, source: str) -> None:
+        pass  # an unchanged file's rows stay in the table
+
+    def put(self, source: str, chunks: list[Chunk], vectors: np.ndarray) -> None:
+        self._pending.append((source, chunks, vectors))
+
+    def remove(self, sources: list[str]) -> None:
+        store = self._vector_store
+        for source in sources:
+            store.delete(source)
+        if sources:
+            self.replace_terms(sources, [])
+
+    def flush(self, manifest: Manifest) -> None:
+        """Replace the rows of the files put since the last flush, then record them in the manifest."""
+        from llama_index.core.schema import NodeRelationship, RelatedNodeInfo, TextNode
+
+        store = self._vector_store
+        nodes = [
+            TextNode(
+                id_=c.id,
+                text=c.search_text,
+                embedding=v.tolist(),
+                metadata=_node_metadata(c),
+                relationships={NodeRelationship.SOURCE: RelatedNodeInfo(node_id=c.source)},
+            )
+            for _, chunks, vectors in self._pending
+            for c, v in zip(chunks, vectors, strict=True)
+        ]
+        for source, _, _ in self._pending:
+            store.delete(source)
+        if nodes:
+            store.add(nodes)
+        self.replace_terms([s for s, _, _ in self._pending], [c for _, cs, _ in self._pending for c in cs])
+        self._pending.clear()
+        self.write_manifest(manifest)
+
+    commit = flush  # the last batch and the final manifest (complete = True) are written the same way
+
+    def write_manifest(self, manifest: Manifest) -> None:
+        self.write_manifest_json({**manifest.to_dict(), "vector_store": "pgvector", "pg_schema": PG_SCHEMA})
+
+    def write_manifest_json(self, data: dict[str, Any]) -> None:
         import sqlalchemy as sa
 
         with self.connect() as conn:
@@ -180,16 +381,15 @@ class PgDatabase:
                     f"INSERT INTO {self.manifest_table} (name, manifest) VALUES ('current', CAST(:m AS jsonb))"
                     " ON CONFLICT (name) DO UPDATE SET manifest = EXCLUDED.manifest"
                 ),
-                {"m": json.dumps(manifest, ensure_ascii=False)},
+                {"m": json.dumps(data, ensure_ascii=False)},
             )
 
     def drop(self) -> None:
         import sqlalchemy as sa
 
         with self.connect() as conn:
-            conn.execute(sa.text(f"DROP TABLE IF EXISTS {self.chunk_table}"))
-            conn.execute(sa.text(f"DROP TABLE IF EXISTS {self.terms_table}"))
-            conn.execute(sa.text(f"DROP TABLE IF EXISTS {self.manifest_table}"))
+            for table in (self.chunk_table, self.terms_table, self.manifest_table):
+                conn.execute(sa.text(f"DROP TABLE IF EXISTS {table}"))
         self._vector_store = None
         self._terms_ready = False
 
@@ -212,23 +412,6 @@ class PgDatabase:
             with self.connect():
                 pass  # a bad URL fails here with a named error, not deep inside llama-index
         return self._vector_store
-
-    def count(self) -> int:
-        import sqlalchemy as sa
-
-        with self.connect() as conn:
-            if conn.execute(sa.text("SELECT to_regclass(:t)"), {"t": self.chunk_table}).scalar() is None:
-                return 0
-            return int(conn.execute(sa.text(f"SELECT count(*) FROM {self.chunk_table}")).scalar() or 0)
-
-    def all_chunks(self) -> list[Chunk]:
-        import sqlalchemy as sa
-
-        if not self.count():
-            return []
-        with self.connect() as conn:
-            rows = conn.execute(sa.text(f"SELECT text, metadata_ FROM {self.chunk_table} ORDER BY id")).all()
-        return [chunk_from_row(text, meta) for text, meta in rows]
 
     def replace_terms(self, sources: list[str], chunks: list[Chunk]) -> None:
         """Delete the BM25 rows of `sources`, then add one row per chunk (term counts and length)."""
@@ -263,305 +446,6 @@ class PgDatabase:
                     rows,
                 )
 
-    def bm25(self, query: str, n: int) -> list[tuple[str, float]]:
-        """(chunk id, score) by Okapi BM25, best first, computed in PostgreSQL (the scores of bm25.BM25)."""
-        import sqlalchemy as sa
-
-        from docqa.retrieve.bm25 import K1, B, tokenize
-
-        terms = sorted(set(tokenize(query)))
-        if not terms:
-            return []
-        # MATERIALIZED: computed once. Inlined, the per-term document counts were re-run for every
-        # candidate row (minutes at 20k chunks instead of milliseconds).
-        sql = f"""
-            WITH st AS MATERIALIZED (
-                SELECT count(*)::float8 AS n, avg(doclen)::float8 AS avgdl FROM {self.terms_table}
-            ),
-            df AS MATERIALIZED (
-                SELECT q.term, count(t.node_id)::float8 AS df
-                FROM unnest(CAST(:terms AS text[])) AS q(term)
-                JOIN {self.terms_table} t ON t.tf ? q.term
-                GROUP BY q.term
-            )
-            SELECT t.node_id,
-                   sum(ln(1 + (st.n - df.df + 0.5) / (df.df + 0.5))
-                       * (t.tf ->> df.term)::float8 * (:k1 + 1)
-                       / ((t.tf ->> df.term)::float8
-                          + :k1 * (1 - :b + :b * t.doclen / greatest(st.avgdl, 1e-9)))) AS score
-            FROM {self.terms_table} t JOIN df ON t.tf ? df.term CROSS JOIN st
-            WHERE t.tf ?| CAST(:terms AS text[])
-            GROUP BY t.node_id ORDER BY score DESC, t.node_id LIMIT :n
-        """
-        with self.connect() as conn:
-            if not self._terms_ready:
-                if conn.execute(sa.text("SELECT to_regclass(:t)"), {"t": self.terms_table}).scalar() is None:
-                    return []
-                self._terms_ready = True
-            rows = conn.execute(sa.text(sql), {"terms": terms, "k1": K1, "b": B, "n": n}).all()
-        return [(node_id, float(score)) for node_id, score in rows]
-
-    def chunks_by_id(self, chunk_ids: list[str]) -> dict[str, Chunk]:
-        import sqlalchemy as sa
-
-        if not chunk_ids:
-            return {}
-        with self.connect() as conn:
-            rows = conn.execute(
-                sa.text(f"SELECT node_id, text, metadata_ FROM {self.chunk_table} WHERE node_id = ANY(:ids)"),
-                {"ids": chunk_ids},
-            ).all()
-        return {node_id: chunk_from_row(text, meta) for node_id, text, meta in rows}
-
-    def cosines(self, chunk_ids: list[str], qvec: np.ndarray) -> dict[str, float]:
-        """Cosine of the query to each listed chunk (pgvector's <=> is cosine distance)."""
-        import sqlalchemy as sa
-
-        if not chunk_ids:
-            return {}
-        with self.connect() as conn:
-            rows = conn.execute(
-                sa.text(
-                    f"SELECT node_id, 1 - (embedding <=> CAST(:q AS vector)) FROM {self.chunk_table}"
-                    " WHERE node_id = ANY(:ids)"
-                ),
-                {"q": _vector_literal(qvec), "ids": chunk_ids},
-            ).all()
-        return {node_id: float(cos) for node_id, cos in rows}
-
-    @contextmanager
-    def writer_lock(self, wait_s: float = 0.0) -> Iterator[None]:
-        """A session-level advisory lock named after the table prefix; released if the writer dies."""
-        import sqlalchemy as sa
-
-        key = zlib.crc32(f"docqa:{self.prefix}".encode())
-        deadline = time.monotonic() + wait_s
-        with self.connect() as conn:
-            while not conn.execute(sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar():
-                if time.monotonic() >= deadline:
-                    raise IndexStateError(
-                        f"the index '{self.prefix}' in {redact(self.url)} is being written by another process",
-                        "wait for it to finish, or pass --wait SECONDS",
-                    )
-                time.sleep(0.2)
-            try:
-                yield
-            finally:
-                conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
-
 
 def _vector_literal(vec: np.ndarray) -> str:
     return "[" + ",".join(f"{x:.8g}" for x in np.asarray(vec, dtype=np.float32).tolist()) + "]"
-
-
-@dataclass
-class PgIndexInfo:
-    manifest: dict[str, Any]
-
-
-class PgRetriever:
-    """Dense (pgvector) + full-text (PostgreSQL) over one database, fused like `retrieval.Retriever`."""
-
-    def __init__(
-        self,
-        db: PgDatabase,
-        manifest: dict[str, Any],
-        embedder: Embedder,
-        candidates: int = 20,
-        dedup_threshold: float = 0.8,
-        bm25_weight: float = 1.0,
-        lexical: str = "bm25",
-    ) -> None:
-        self.db = db
-        self.lexical = lexical  # "bm25" (Okapi BM25 in SQL) or "postgres" (PostgreSQL's ts_rank)
-        self.index = PgIndexInfo(manifest)
-        self.embedder = embedder
-        self.candidates = candidates
-        self.dedup_threshold = dedup_threshold
-        self.bm25_weight = bm25_weight
-        self.size = db.count()
-        self._chunks: list[Chunk] | None = None
-
-    @classmethod
-    def open(cls, settings: Settings, embedder: Embedder) -> PgRetriever:
-        db = PgDatabase(settings)
-        manifest = db.read_manifest()
-        if manifest is None:
-            raise IndexStateError(
-                f"no index '{settings.pg_table}' in {redact(db.url)}",
-                "run `docqa index` to build it from your documents",
-            )
-        if manifest.get("embed_model") != embedder.name or manifest.get("dim") != embedder.dim:
-            raise IndexStateError(
-                f"the index in {redact(db.url)} was built with {manifest.get('embed_model')} ({manifest.get('dim')}-d)",
-                "run `docqa index --rebuild`, or set embed_model to the model it was built with",
-            )
-        return cls(
-            db,
-            manifest,
-            embedder,
-            settings.candidates,
-            settings.dedup_threshold,
-            settings.bm25_weight,
-            settings.pg_lexical,
-        )
-
-    @property
-    def chunks(self) -> list[Chunk]:
-        """Every chunk, read once on first use (the status line and example questions need them)."""
-        if self._chunks is None:
-            self._chunks = self.db.all_chunks()
-        return self._chunks
-
-    def retrieve(self, query: str, top_k: int = 4, mode: Mode = "hybrid") -> Retrieval:
-        from llama_index.core.vector_stores.types import VectorStoreQuery, VectorStoreQueryMode
-
-        if not self.size:
-            return Retrieval([], 0.0)
-        store = self.db.vector_store(self.embedder.dim)
-        qvec = self.embedder.embed([query])[0]
-        n = min(self.candidates, self.size)
-        by_id: dict[str, Chunk] = {}
-        rankings: list[list[str]] = []
-        weights: list[float] = []
-        cos_of: dict[str, float] = {}
-        if mode in ("dense", "hybrid"):
-            found = store.query(VectorStoreQuery(query_embedding=qvec.tolist(), similarity_top_k=n))
-            for node, sim in zip(found.nodes, found.similarities or [], strict=True):
-                cos_of[node.metadata["chunk_id"]] = float(sim)
-            rankings.append(self._collect(found.nodes, by_id))
-            weights.append(1.0)
-        if mode in ("bm25", "hybrid") and self.lexical == "bm25":
-            rankings.append(self._bm25_ranking(query, n, by_id))
-            weights.append(self.bm25_weight)
-        elif mode in ("bm25", "hybrid"):
-            found = store.query(
-                VectorStoreQuery(
-                    query_str=query, sparse_top_k=n, similarity_top_k=n, mode=VectorStoreQueryMode.TEXT_SEARCH
-                )
-            )
-            rankings.append(self._collect(found.nodes, by_id))
-            weights.append(self.bm25_weight)
-        fused = [i for i, _ in rrf(rankings, weights=weights)]  # type: ignore[arg-type]  # str ids fuse as ints do
-        if not fused:
-            return Retrieval([], 0.0)
-        cos_of.update(self.db.cosines([i for i in fused if i not in cos_of], qvec))
-        kept = drop_near_duplicates(fused, lambda i: by_id[i].text, self.dedup_threshold, top_k)
-        passages = [Passage(n=j + 1, chunk=by_id[i], score=cos_of[i]) for j, i in enumerate(kept)]
-        return Retrieval(passages, max(cos_of[i] for i in fused))
-
-    def _bm25_ranking(self, query: str, n: int, by_id: dict[str, Chunk]) -> list[str]:
-        ranking = [i for i, _ in self.db.bm25(query, n)]
-        missing = [i for i in ranking if i not in by_id]
-        by_id.update(self.db.chunks_by_id(missing))
-        return [i for i in ranking if i in by_id]
-
-    @staticmethod
-    def _collect(nodes: list[Any], by_id: dict[str, Chunk]) -> list[str]:
-        ranking = []
-        for node in nodes:
-            meta = {k: v for k, v in node.metadata.items() if k != "custom_fields"}
-            chunk = chunk_from_row(node.get_content(), meta)
-            by_id.setdefault(chunk.id, chunk)
-            ranking.append(chunk.id)
-        return ranking
-
-
-def update_pg_index(
-    settings: Settings,
-    embedder: Embedder,
-    rebuild: bool = False,
-    progress: Progress | None = None,
-    lock_wait_s: float = 0.0,
-) -> IndexReport:
-    """Make the PostgreSQL index match `settings.docs_dir`, re-embedding only files whose sha256 changed."""
-    db = PgDatabase(settings)
-    with db.writer_lock(lock_wait_s):
-        return _update(db, settings, embedder, rebuild, progress or (lambda *_: None))
-
-
-def _update(db: PgDatabase, settings: Settings, embedder: Embedder, rebuild: bool, progress: Progress) -> IndexReport:
-    from llama_index.core.schema import NodeRelationship, RelatedNodeInfo, TextNode
-
-    started = time.perf_counter()
-    report = IndexReport()
-    files, report.failed = discover(settings.docs_dir, int(settings.max_file_mb * 1e6))
-    wanted = {
-        **wanted_manifest(settings, embedder),
-        "format": FORMAT_VERSION,
-        "vector_store": "pgvector",
-        "pg_schema": PG_SCHEMA,
-    }
-    old = None if rebuild else db.read_manifest()
-    if rebuild:
-        report.rebuilt_because = "--rebuild was asked for"
-    elif old is not None:
-        report.rebuilt_because = _mismatch(old, wanted)
-        if report.rebuilt_because is None and old.get("pg_schema") != PG_SCHEMA:
-            report.rebuilt_because = f"the PostgreSQL layout changed ({old.get('pg_schema')} -> {PG_SCHEMA})"
-    if old is None or report.rebuilt_because:
-        db.drop()
-        old = None
-    store = db.vector_store(embedder.dim)
-    old_files: dict[str, Any] = dict(old["files"]) if old else {}
-    # What the table holds right now, by file: the manifest is rewritten from this after each batch.
-    live: dict[str, Any] = dict(old_files)
-    pending: list[tuple[str, dict[str, Any], list[Chunk]]] = []
-
-    def manifest(building: bool) -> dict[str, Any]:
-        return {
-            **wanted,
-            "files": dict(sorted(live.items())),
-            "chunk_count": sum(r["chunks"] for r in live.values()),
-            "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "versions": library_versions(),
-            "complete": not building,
-        }
-
-    def flush() -> None:
-        chunks = [c for _, _, cs in pending for c in cs]
-        vectors = embedder.embed([c.search_text for c in chunks])
-        nodes = [
-            TextNode(
-                id_=c.id,
-                text=c.search_text,
-                embedding=v.tolist(),
-                metadata=_node_metadata(c),
-                relationships={NodeRelationship.SOURCE: RelatedNodeInfo(node_id=c.source)},
-            )
-            for c, v in zip(chunks, vectors, strict=True)
-        ]
-        for source, _, _ in pending:
-            store.delete(source)
-        if nodes:
-            store.add(nodes)
-        db.replace_terms([source for source, _, _ in pending], chunks)
-        live.update({source: record for source, record, _ in pending})
-        db.write_manifest(manifest(building=True))
-        report.embedded += len(chunks)
-        pending.clear()
-
-    for scanned in scan_files(settings, embedder, files, old_files, report, progress):
-        if scanned.chunks is None:
-            continue  # unchanged: its rows stay in the table
-        pending.append((scanned.source, scanned.record, scanned.chunks))
-        if sum(len(cs) for _, _, cs in pending) >= EMBED_BATCH:
-            progress(scanned.position, len(files), f"embedding {sum(len(cs) for _, _, cs in pending)} chunks")
-            flush()
-    if pending:
-        progress(len(files), len(files), f"embedding {sum(len(cs) for _, _, cs in pending)} chunks")
-        flush()
-    report.removed = sorted(set(old_files) - {s for s, _ in files})
-    for source in report.removed:
-        store.delete(source)
-        live.pop(source, None)
-    if report.removed:
-        db.replace_terms(report.removed, [])
-    if not live:
-        raise nothing_indexable(settings, report)
-    report.chunks = sum(r["chunks"] for r in live.values())
-    if report.changed or old is None or not old.get("complete", True):
-        db.write_manifest(manifest(building=False))
-        report.wrote = True
-    report.seconds = time.perf_counter() - started
-    return report
