@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -18,6 +18,13 @@ from docqa.errors import SettingsError
 ENV_PREFIX = "DOCQA_"
 ENV_ALIASES = {"docs": "docs_dir", "index": "index_dir"}  # DOCQA_DOCS, DOCQA_INDEX match --docs, --index
 DEFAULT_SETTINGS_FILE = "docqa.toml"
+
+# The names every layer uses (settings, CLI choices, the web page, the weights table), defined here once.
+Profile = Literal["default", "small"]  # bundled generators: Qwen2.5-Coder 1.5B, 0.5B
+Mode = Literal["hybrid", "dense", "bm25"]  # retrieval: dense + BM25 fused, or either alone
+PROFILES: tuple[str, ...] = get_args(Profile)
+MODES: tuple[str, ...] = get_args(Mode)
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")  # hosts only this machine can reach
 
 
 class Settings(BaseModel):
@@ -32,7 +39,7 @@ class Settings(BaseModel):
 
     # Models. `profile` picks the bundled generator; `llm_model` / `embed_model` override it with
     # any Hugging Face id, local folder, or .gguf file.
-    profile: Literal["default", "small"] = "default"
+    profile: Profile = "default"
     llm_model: str | None = None
     embed_model: str | None = None
     dtype: Literal["bfloat16", "float32"] = "bfloat16"
@@ -51,7 +58,7 @@ class Settings(BaseModel):
     auto_index: bool = True  # bring the index up to date with docs/ before answering
 
     # Retrieval.
-    retrieval: Literal["hybrid", "dense", "bm25"] = "hybrid"
+    retrieval: Mode = "hybrid"
     top_k: int = Field(4, ge=1, le=20)
     candidates: int = Field(20, ge=1, le=200)  # per retriever, before fusion
     # BM25's weight against dense in the rank fusion. MiniLM is a small embedder; on factual prose
@@ -122,6 +129,32 @@ class Settings(BaseModel):
             ) from None
 
     @property
+    def login(self) -> tuple[str, str] | None:
+        """(username, password) when the servers require a login, None when neither is set.
+
+        Both servers (the web chat and the OpenAI-compatible API) read the login from here.
+        """
+        if self.username is None and self.password is None:
+            return None
+        if not self.username or not self.password:
+            raise SettingsError(
+                "only one of username and password is set", "set both (DOCQA_USERNAME and DOCQA_PASSWORD), or neither"
+            )
+        return self.username, self.password
+
+    @property
+    def is_loopback(self) -> bool:
+        """Whether `host` is reachable from this machine only."""
+        return self.host in LOOPBACK_HOSTS
+
+    @property
+    def open_access_warning(self) -> str | None:
+        """What to warn about before serving: a host beyond loopback without a login (None: nothing)."""
+        if self.login is None and not self.is_loopback:
+            return f"serving on {self.host} without a login; set username and password to require one"
+        return None
+
+    @property
     def resolved_cache_dir(self) -> Path:
         if self.cache_dir is not None:
             return self.cache_dir
@@ -187,3 +220,13 @@ def _summarise(exc: ValidationError) -> str:
         loc = ".".join(str(p) for p in err["loc"]) or "settings"
         parts.append(f"{loc}: {err['msg']}")
     return "; ".join(parts)
+
+
+def apply_runtime_settings(settings: Settings) -> None:
+    """Environment the libraries read: no hub calls when offline, no telemetry ever."""
+    if settings.offline:
+        os.environ["HF_HUB_OFFLINE"] = "1"
+        os.environ["TRANSFORMERS_OFFLINE"] = "1"
+    os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+    os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
