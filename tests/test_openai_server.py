@@ -6,9 +6,8 @@ OpenAICompatibleGenerator talk to it. The real-model version is in test_openai_e
 
 from __future__ import annotations
 
-import socket
+import json
 import threading
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -18,14 +17,11 @@ pytest.importorskip("llama_index.llms.openai_like")
 pytest.importorskip("uvicorn")
 
 from docqa.errors import ModelError, SettingsError  # noqa: E402
-from docqa.serve.openai_api import RAG_MODEL, create_app  # noqa: E402
+from docqa.serve import openai_api  # noqa: E402
+from docqa.serve.openai_api import RAG_MODEL, APIError, ChatRequest, OpenAIServer, create_app  # noqa: E402
+from docqa.types import StreamEvent  # noqa: E402
 from fakes import passage_text  # noqa: E402
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from support import free_port, wait_until  # noqa: E402
 
 
 def quote_first_passage(messages: list[dict]) -> str:
@@ -46,15 +42,112 @@ class ServerThread:
 
     def __enter__(self) -> str:
         self.thread.start()
-        deadline = time.monotonic() + 20
-        while not self.server.started:
-            assert time.monotonic() < deadline, "server did not start"
-            time.sleep(0.05)
+        wait_until(lambda: self.server.started, timeout=20, message="the server to start")
         return f"http://127.0.0.1:{self.port}/v1"
 
     def __exit__(self, *exc) -> None:
         self.server.should_exit = True
         self.thread.join(10)
+
+
+QUESTION = "How many tonnes of tea did Pu'er pick?"
+
+
+def request(content: str = QUESTION, **fields) -> ChatRequest:
+    return ChatRequest(messages=[{"role": "user", "content": content}], **fields)
+
+
+def sse_objects(lines) -> list:
+    """The JSON objects (and the final "[DONE]") of SSE lines, each checked to be one `data:` event."""
+    out = []
+    for line in lines:
+        assert line.startswith("data: ") and line.endswith("\n\n"), line
+        body = line[len("data: ") : -2]
+        out.append(body if body == "[DONE]" else json.loads(body))
+    return out
+
+
+# --- the handlers, called directly ----------------------------------------------------------------
+
+
+@pytest.fixture
+def server(make_pipeline) -> OpenAIServer:
+    return OpenAIServer(make_pipeline(quote_first_passage))
+
+
+def test_handler_models_and_unknown_model(server):
+    assert [m["id"] for m in server.models()["data"]] == [RAG_MODEL, "scripted"]
+    with pytest.raises(APIError) as info:
+        server.chat_completions(request(model="gpt-4"))
+    assert info.value.status == 404 and info.value.code == "model_not_found"
+
+
+def test_handler_answer_is_a_chat_completion_with_citations(server):
+    data = server.chat_completions(request())
+    assert data["object"] == "chat.completion" and data["model"] == RAG_MODEL and data["id"].startswith("chatcmpl-")
+    assert "[1]" in data["choices"][0]["message"]["content"] and data["citations"][0]["n"] == 1
+    usage = data["usage"]
+    assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"] > 0
+    assert list(data) == ["id", "object", "created", "model", "choices", "usage", "citations", "docqa"]
+
+
+def test_handler_stream_sends_role_draft_final_usage_done(server):
+    events = sse_objects(server.chat_completions(request(stream=True, stream_options={"include_usage": True})))
+    first, *middle, stop, usage, done = events
+    assert first["choices"][0]["delta"] == {"role": "assistant", "content": ""} and done == "[DONE]"
+    assert all(e["object"] == "chat.completion.chunk" and e["id"] == first["id"] for e in [*middle, stop, usage])
+    text = "".join(e["choices"][0]["delta"]["content"] for e in middle)
+    assert stop["choices"][0]["finish_reason"] == "stop" and stop["docqa"]["answer"].strip() == text.strip()
+    assert stop["citations"][0]["n"] == 1
+    assert usage["choices"] == [] and usage["usage"]["total_tokens"] > 0
+
+
+def test_handler_bad_requests_are_400_before_streaming(server):
+    for bad, expected in ((request("   ", stream=True), "empty"), (request("   "), "empty")):
+        with pytest.raises(APIError, match=expected) as info:
+            server.chat_completions(bad)
+        assert info.value.status == 400
+    with pytest.raises(APIError, match="no user message"):
+        server.chat_completions(ChatRequest(messages=[{"role": "system", "content": "hi"}]))
+
+
+def test_handler_passthrough_builds_the_same_shapes(server):
+    data = server.chat_completions(request("say something", model="scripted"))
+    assert data["object"] == "chat.completion" and data["model"] == "scripted"
+    assert data["choices"][0]["message"]["content"] == "plain reply" and "citations" not in data
+    streamed = request("say something", model="scripted", stream=True, stream_options={"include_usage": True})
+    events = sse_objects(server.chat_completions(streamed))
+    assert "".join(e["choices"][0]["delta"].get("content", "") for e in events[:-2]) == "plain reply"
+    assert events[-2]["usage"] == data["usage"] and events[-1] == "[DONE]"
+
+
+def test_stream_error_after_the_start_is_an_error_event():
+    def broken():
+        yield StreamEvent(delta="Pu'er ")
+        raise ModelError("the model server went away", "start it again")  # after the 200 went out
+
+    reply = openai_api.Reply("chatcmpl-x", 1, RAG_MODEL)
+    events = sse_objects(openai_api.answer_events(reply, broken(), include_usage=True))
+    assert events[1]["choices"][0]["delta"] == {"content": "Pu'er "}
+    error = ModelError("the model server went away", "start it again").message
+    assert events[-2] == openai_api.error_payload(error, "server_error") and "went away" in error
+    assert events[-1] == "[DONE]"
+
+
+def test_handler_login(make_pipeline):
+    server = OpenAIServer(make_pipeline("x", username="ann", password="s3cret"))
+    server.check_login("Bearer s3cret")
+    server.check_login("Basic " + __import__("base64").b64encode(b"ann:s3cret").decode())
+    for wrong in (None, "Bearer nope", "Basic !!", "Token s3cret"):
+        with pytest.raises(APIError) as info:
+            server.check_login(wrong)
+        assert info.value.status == 401 and info.value.headers["WWW-Authenticate"] == 'Bearer realm="docqa"'
+    OpenAIServer(make_pipeline("x")).check_login(None)  # no login configured: anyone
+    with pytest.raises(SettingsError, match="only one"):
+        OpenAIServer(make_pipeline("x", password="s3cret"))
+
+
+# --- over HTTP ------------------------------------------------------------------------------------
 
 
 @pytest.fixture
@@ -159,7 +252,8 @@ def test_generator_backend_names_an_unreachable_server():
 
 
 def test_pipeline_selects_the_openai_backend_from_settings(served, settings, embedder):
-    from docqa.answering.pipeline import Pipeline, load_generator
+    from docqa.answering.pipeline import Pipeline
+    from docqa.generate import load_generator
 
     with pytest.raises(SettingsError, match="openai_model"):
         load_generator(settings.model_copy(update={"llm_backend": "openai", "openai_base_url": served}))

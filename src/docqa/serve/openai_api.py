@@ -26,19 +26,22 @@ import secrets
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from docqa.answering.pipeline import Pipeline, apply_runtime_settings
-from docqa.errors import DocqaError, SettingsError
+from docqa.answering.pipeline import Pipeline
+from docqa.errors import DocqaError
+from docqa.generate import count_text_tokens
 from docqa.generate.weights import log
-from docqa.settings import Settings
-from docqa.types import Answer
+from docqa.settings import Settings, apply_runtime_settings
+from docqa.types import Answer, StreamEvent
 
 RAG_MODEL = "docqa"
 CORRECTION_RULE = "\n\n---\n"
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 class ChatMessageIn(BaseModel):
@@ -98,228 +101,299 @@ def split_conversation(messages: list[ChatMessageIn]) -> tuple[str, list[tuple[s
     return turns[last_user][1], history
 
 
-def authorized(header: str | None, username: str | None, password: str | None) -> bool:
+def authorized(header: str | None, login: tuple[str, str] | None) -> bool:
     """Bearer <password> (what OpenAI clients send as the API key) or Basic username:password.
 
-    >>> authorized("Bearer s3cret", "ann", "s3cret"), authorized("Bearer nope", "ann", "s3cret")
+    >>> authorized("Bearer s3cret", ("ann", "s3cret")), authorized("Bearer nope", ("ann", "s3cret"))
     (True, False)
-    >>> authorized(None, None, None)
+    >>> authorized(None, None)
     True
     """
-    if password is None and username is None:
+    if login is None:
         return True
     if not header:
         return False
+    username, password = login
     scheme, _, value = header.partition(" ")
     if scheme.lower() == "bearer":
-        return secrets.compare_digest(value.strip().encode(), (password or "").encode())
+        return secrets.compare_digest(value.strip().encode(), password.encode())
     if scheme.lower() == "basic":
         try:
             user, _, given = base64.b64decode(value.strip()).decode().partition(":")
         except (binascii.Error, UnicodeDecodeError):
             return False
-        return secrets.compare_digest(user.encode(), (username or "").encode()) & secrets.compare_digest(
-            given.encode(), (password or "").encode()
+        return secrets.compare_digest(user.encode(), username.encode()) & secrets.compare_digest(
+            given.encode(), password.encode()
         )
     return False
 
 
-def completion_payload(answer: Answer, model: str, completion_id: str, created: int) -> dict[str, Any]:
-    """A `chat.completion` object for a checked answer, with citations as structured data."""
-    prompt_tokens = int(answer.usage.get("prompt_tokens", 0))
-    completion_tokens = int(answer.usage.get("answer_tokens", 0))
+# --- payloads: each OpenAI object is built here, once -------------------------------------------
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What every object of one reply repeats: its id, creation time and model name."""
+
+    id: str
+    created: int
+    model: str
+
+    @classmethod
+    def new(cls, model: str) -> Reply:
+        return cls(f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time()), model)
+
+
+def usage_payload(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
+    """The `usage` object.
+
+    >>> usage_payload(10, 3)
+    {'prompt_tokens': 10, 'completion_tokens': 3, 'total_tokens': 13}
+    """
     return {
-        "id": completion_id,
-        "object": "chat.completion",
-        "created": created,
-        "model": model,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": answer.answer}, "finish_reason": "stop"}],
-        "usage": {
-            "prompt_tokens": prompt_tokens,
-            "completion_tokens": completion_tokens,
-            "total_tokens": prompt_tokens + completion_tokens,
-        },
-        "citations": [c.to_dict() for c in answer.citations],
-        "docqa": docqa_extra(answer),
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
     }
 
 
+def completion_payload(reply: Reply, content: str, usage: dict[str, int], **extra: Any) -> dict[str, Any]:
+    """A `chat.completion` object: one choice holding `content`; `extra` are top-level fields after usage."""
+    return {
+        "id": reply.id,
+        "object": "chat.completion",
+        "created": reply.created,
+        "model": reply.model,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+        "usage": usage,
+        **extra,
+    }
+
+
+def chunk_payload(reply: Reply, delta: dict[str, Any], finish: str | None = None, **extra: Any) -> dict[str, Any]:
+    """A `chat.completion.chunk` object with one choice; `extra` are top-level fields after it."""
+    return {
+        "id": reply.id,
+        "object": "chat.completion.chunk",
+        "created": reply.created,
+        "model": reply.model,
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+        **extra,
+    }
+
+
+def usage_chunk_payload(reply: Reply, usage: dict[str, int]) -> dict[str, Any]:
+    """The chunk sent last when the client asked for `stream_options.include_usage`: no choices, the usage."""
+    return chunk_payload(reply, {}) | {"choices": [], "usage": usage}
+
+
+def error_payload(message: str, kind: str = "invalid_request_error", code: str | None = None) -> dict[str, Any]:
+    """An OpenAI error object, as a response body or an SSE event.
+
+    >>> error_payload("no such model", code="model_not_found")["error"]["code"]
+    'model_not_found'
+    """
+    return {"error": {"message": message, "type": kind, "param": None, "code": code}}
+
+
+def sse(data: dict[str, Any] | str) -> str:
+    """One server-sent event: a JSON object, or a bare string such as "[DONE]".
+
+    >>> sse("[DONE]")
+    'data: [DONE]\\n\\n'
+    """
+    return f"data: {data if isinstance(data, str) else json.dumps(data, ensure_ascii=False)}\n\n"
+
+
+def answer_usage(answer: Answer) -> dict[str, int]:
+    return usage_payload(int(answer.usage.get("prompt_tokens", 0)), int(answer.usage.get("answer_tokens", 0)))
+
+
 def docqa_extra(answer: Answer) -> dict[str, Any]:
+    """The `docqa` object: the checked answer, abstention, retrieved passages, timings, notices."""
     data = answer.to_dict()
     return {k: data[k] for k in ("answer", "abstained", "abstain_reason", "retrieved", "timings", "notices")} | {
         "standalone_question": answer.standalone_question
     }
 
 
-def chunk_payload(
-    completion_id: str, created: int, model: str, delta: dict[str, Any], finish: str | None = None, **extra: Any
-) -> dict[str, Any]:
-    return {
-        "id": completion_id,
-        "object": "chat.completion.chunk",
-        "created": created,
-        "model": model,
-        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-        **extra,
-    }
+def answer_completion(reply: Reply, answer: Answer) -> dict[str, Any]:
+    """A `chat.completion` for a checked answer, with citations as structured data."""
+    return completion_payload(
+        reply,
+        answer.answer,
+        answer_usage(answer),
+        citations=[c.to_dict() for c in answer.citations],
+        docqa=docqa_extra(answer),
+    )
 
 
-def sse(data: dict[str, Any] | str) -> str:
-    return f"data: {data if isinstance(data, str) else json.dumps(data, ensure_ascii=False)}\n\n"
+# --- streams --------------------------------------------------------------------------------------
 
 
-def create_app(pipeline: Pipeline, settings: Settings | None = None) -> Any:
-    """The FastAPI app serving `pipeline`. Needs fastapi (installed with gradio)."""
-    from fastapi import FastAPI, Request
-    from fastapi.responses import JSONResponse, StreamingResponse
+def answer_events(reply: Reply, events: Iterator[StreamEvent], include_usage: bool) -> Iterator[str]:
+    """The SSE lines of a streamed answer: the role, the draft as written, then `final_answer_events`.
 
-    settings = settings or pipeline.settings
-    if bool(settings.username) != bool(settings.password):
-        raise SettingsError(
-            "only one of username and password is set", "set both (DOCQA_USERNAME and DOCQA_PASSWORD), or neither"
-        )
-    app = FastAPI(title="docqa (OpenAI-compatible)", docs_url=None, redoc_url=None, openapi_url=None)
-    started = int(time.time())
+    An error after the 200 went out (e.g. the upstream model server went away) is sent as an error event.
+    """
+    yield sse(chunk_payload(reply, {"role": "assistant", "content": ""}))
+    draft: list[str] = []
+    try:
+        for event in events:
+            if event.answer is not None:
+                yield from final_answer_events(reply, event.answer, "".join(draft), include_usage)
+            else:
+                draft.append(event.delta)
+                yield sse(chunk_payload(reply, {"content": event.delta}))
+    except DocqaError as exc:
+        yield sse(error_payload(exc.message, "server_error"))
+    yield sse("[DONE]")
 
-    def error(status: int, message: str, kind: str, code: str | None = None) -> JSONResponse:
-        return JSONResponse({"error": {"message": message, "type": kind, "param": None, "code": code}}, status)
 
-    @app.middleware("http")
-    async def check_login(request: Request, call_next):
-        if not authorized(request.headers.get("authorization"), settings.username, settings.password):
-            response = error(
-                401, "missing or wrong API key (the docqa password)", "invalid_request_error", "invalid_api_key"
+def final_answer_events(reply: Reply, answer: Answer, draft: str, include_usage: bool) -> Iterator[str]:
+    """The checked answer after a rule when it differs from the draft; the stop chunk with citations; usage."""
+    if answer.answer.strip() != draft.strip():
+        yield sse(chunk_payload(reply, {"content": CORRECTION_RULE + answer.answer}))
+    citations = [c.to_dict() for c in answer.citations]
+    yield sse(chunk_payload(reply, {}, "stop", citations=citations, docqa=docqa_extra(answer)))
+    if include_usage:
+        yield sse(usage_chunk_payload(reply, answer_usage(answer)))
+
+
+def passthrough_events(
+    reply: Reply,
+    generator: Any,
+    messages: list[dict[str, str]],
+    max_new: int,
+    prompt_tokens: int,
+    include_usage: bool,
+) -> Iterator[str]:
+    """The SSE lines of a streamed passthrough reply: the model's pieces as they come, then the usage if asked."""
+    yield sse(chunk_payload(reply, {"role": "assistant", "content": ""}))
+    pieces: list[str] = []
+    for piece in generator.stream(messages, max_new):
+        pieces.append(piece)
+        yield sse(chunk_payload(reply, {"content": piece}))
+    yield sse(chunk_payload(reply, {}, "stop"))
+    if include_usage:
+        completion_tokens = count_text_tokens(generator, "".join(pieces))
+        yield sse(usage_chunk_payload(reply, usage_payload(prompt_tokens, completion_tokens)))
+    yield sse("[DONE]")
+
+
+# --- the endpoints' logic -------------------------------------------------------------------------
+
+
+@dataclass
+class APIError(Exception):
+    """An error response: the HTTP status, the OpenAI error object's fields, extra headers."""
+
+    status: int
+    message: str
+    kind: str = "invalid_request_error"
+    code: str | None = None
+    headers: dict[str, str] | None = None
+
+    def __str__(self) -> str:
+        return self.message
+
+    def response(self) -> JSONResponse:
+        return JSONResponse(error_payload(self.message, self.kind, self.code), self.status, headers=self.headers)
+
+
+class OpenAIServer:
+    """The endpoints over one pipeline, callable without a server (`create_app` wires them to routes).
+
+    Handlers return a JSON-ready dict, or an iterator of SSE lines for a streamed reply, and raise
+    APIError for an error response. The login is checked when this is built: half of one is an error.
+    """
+
+    def __init__(self, pipeline: Pipeline, settings: Settings | None = None) -> None:
+        self.pipeline = pipeline
+        self.settings = settings or pipeline.settings
+        self.login = self.settings.login
+        self.started = int(time.time())
+
+    def check_login(self, authorization: str | None) -> None:
+        if not authorized(authorization, self.login):
+            raise APIError(
+                401,
+                "missing or wrong API key (the docqa password)",
+                code="invalid_api_key",
+                headers={"WWW-Authenticate": 'Bearer realm="docqa"'},
             )
-            response.headers["WWW-Authenticate"] = 'Bearer realm="docqa"'
-            return response
-        return await call_next(request)
 
-    def llm_name() -> str:
-        return pipeline.generator.name
+    def model_names(self) -> tuple[str, str]:
+        return RAG_MODEL, self.pipeline.generator.name
 
-    @app.get("/v1/models")
-    def models() -> dict[str, Any]:
+    def models(self) -> dict[str, Any]:
         data = [
-            {"id": name, "object": "model", "created": started, "owned_by": "docqa"} for name in (RAG_MODEL, llm_name())
+            {"id": name, "object": "model", "created": self.started, "owned_by": "docqa"} for name in self.model_names()
         ]
         return {"object": "list", "data": data}
 
-    @app.post("/v1/chat/completions")
-    def chat_completions(request: ChatRequest):
-        if request.model not in (RAG_MODEL, llm_name()):
-            return error(404, f"The model '{request.model}' does not exist", "invalid_request_error", "model_not_found")
+    def chat_completions(self, request: ChatRequest) -> dict[str, Any] | Iterator[str]:
+        if request.model not in self.model_names():
+            raise APIError(404, f"The model '{request.model}' does not exist", code="model_not_found")
         max_new = request.max_completion_tokens or request.max_tokens
-        completion_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
-        created = int(time.time())
         include_usage = bool((request.stream_options or {}).get("include_usage"))
         if request.model != RAG_MODEL:
-            messages = [{"role": m.role, "content": message_text(m)} for m in request.messages]
-            return passthrough(
-                messages, max_new or settings.max_new_tokens, request, completion_id, created, include_usage
-            )
+            return self.passthrough(request, max_new or self.settings.max_new_tokens, include_usage)
+        return self.answer(request, max_new, include_usage)
+
+    def answer(self, request: ChatRequest, max_new: int | None, include_usage: bool) -> dict[str, Any] | Iterator[str]:
+        """The `docqa` model: the last user message answered from the documents, earlier turns as history."""
         try:
             question, history = split_conversation(request.messages)
         except ValueError as exc:
-            return error(400, str(exc), "invalid_request_error")
+            raise APIError(400, str(exc)) from None
+        reply = Reply.new(RAG_MODEL)
         options = {"top_k": request.top_k, "max_new_tokens": max_new}
-        if not request.stream:
-            try:
-                answer = pipeline.ask(question, history, **options)
-            except DocqaError as exc:
-                return error(400, exc.message, "invalid_request_error")
-            return completion_payload(answer, RAG_MODEL, completion_id, created)
         try:
-            items = pipeline.stream(question, history, **options)
-            first = next(items)  # a bad question fails here, before the 200 is sent
+            if not request.stream:
+                return answer_completion(reply, self.pipeline.ask(question, history, **options))
+            events = self.pipeline.stream(question, history, **options)
+            first = next(events)  # a bad question fails here, before the 200 is sent
         except DocqaError as exc:
-            return error(400, exc.message, "invalid_request_error")
+            raise APIError(400, exc.message) from None
+        return answer_events(reply, _chain(first, events), include_usage)
 
-        def events() -> Iterator[str]:
-            yield sse(chunk_payload(completion_id, created, RAG_MODEL, {"role": "assistant", "content": ""}))
-            draft: list[str] = []
-            try:
-                yield from _answer_events(_chain(first, items), draft)
-            except DocqaError as exc:  # e.g. the upstream model server went away mid-answer
-                yield sse({"error": {"message": exc.message, "type": "server_error", "param": None, "code": None}})
-            yield sse("[DONE]")
-
-        def _answer_events(stream: Iterator[Any], draft: list[str]) -> Iterator[str]:
-            for item in stream:
-                if isinstance(item, Answer):
-                    if item.answer.strip() != "".join(draft).strip():
-                        fix = CORRECTION_RULE + item.answer
-                        yield sse(chunk_payload(completion_id, created, RAG_MODEL, {"content": fix}))
-                    final = completion_payload(item, RAG_MODEL, completion_id, created)
-                    yield sse(
-                        chunk_payload(
-                            completion_id,
-                            created,
-                            RAG_MODEL,
-                            {},
-                            "stop",
-                            citations=final["citations"],
-                            docqa=final["docqa"],
-                        )
-                    )
-                    if include_usage:
-                        yield sse(
-                            {
-                                **chunk_payload(completion_id, created, RAG_MODEL, {}),
-                                "choices": [],
-                                "usage": final["usage"],
-                            }
-                        )
-                else:
-                    draft.append(item)
-                    yield sse(chunk_payload(completion_id, created, RAG_MODEL, {"content": item}))
-
-        return StreamingResponse(events(), media_type="text/event-stream")
-
-    def passthrough(
-        messages: list[dict[str, str]],
-        max_new: int,
-        request: ChatRequest,
-        completion_id: str,
-        created: int,
-        include_usage: bool,
-    ):
-        generator = pipeline.generator
-        name = generator.name
+    def passthrough(self, request: ChatRequest, max_new: int, include_usage: bool) -> dict[str, Any] | Iterator[str]:
+        """The language model itself: the messages go to the generator as they are."""
+        generator = self.pipeline.generator
+        reply = Reply.new(generator.name)
+        messages = [{"role": m.role, "content": message_text(m)} for m in request.messages]
         prompt_tokens = generator.count_tokens(messages)
-        if not request.stream:
-            text = "".join(generator.stream(messages, max_new))
-            completion_tokens = _count_text(generator, text)
-            return {
-                "id": completion_id,
-                "object": "chat.completion",
-                "created": created,
-                "model": name,
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-                "usage": {
-                    "prompt_tokens": prompt_tokens,
-                    "completion_tokens": completion_tokens,
-                    "total_tokens": prompt_tokens + completion_tokens,
-                },
-            }
+        if request.stream:
+            return passthrough_events(reply, generator, messages, max_new, prompt_tokens, include_usage)
+        text = "".join(generator.stream(messages, max_new))
+        return completion_payload(reply, text, usage_payload(prompt_tokens, count_text_tokens(generator, text)))
 
-        def events() -> Iterator[str]:
-            yield sse(chunk_payload(completion_id, created, name, {"role": "assistant", "content": ""}))
-            pieces: list[str] = []
-            for piece in generator.stream(messages, max_new):
-                pieces.append(piece)
-                yield sse(chunk_payload(completion_id, created, name, {"content": piece}))
-            yield sse(chunk_payload(completion_id, created, name, {}, "stop"))
-            if include_usage:
-                completion_tokens = _count_text(generator, "".join(pieces))
-                usage = {
-                    "prompt_tokens": prompt_tokens,
-                    "completion_tokens": completion_tokens,
-                    "total_tokens": prompt_tokens + completion_tokens,
-                }
-                yield sse({**chunk_payload(completion_id, created, name, {}), "choices": [], "usage": usage})
-            yield sse("[DONE]")
 
-        return StreamingResponse(events(), media_type="text/event-stream")
+def create_app(pipeline: Pipeline, settings: Settings | None = None) -> FastAPI:
+    """The FastAPI app serving `pipeline`: routes and the login check, wired to `OpenAIServer`."""
+    server = OpenAIServer(pipeline, settings)
+    app = FastAPI(title="docqa (OpenAI-compatible)", docs_url=None, redoc_url=None, openapi_url=None)
+
+    @app.middleware("http")
+    async def check_login(request: Request, call_next):
+        try:
+            server.check_login(request.headers.get("authorization"))
+        except APIError as exc:
+            return exc.response()
+        return await call_next(request)
+
+    @app.get("/v1/models")
+    def models() -> dict[str, Any]:
+        return server.models()
+
+    @app.post("/v1/chat/completions")
+    def chat_completions(request: ChatRequest):
+        try:
+            result = server.chat_completions(request)
+        except APIError as exc:
+            return exc.response()
+        return result if isinstance(result, dict) else StreamingResponse(result, media_type="text/event-stream")
 
     return app
 
@@ -329,18 +403,13 @@ def _chain(first: Any, rest: Iterator[Any]) -> Iterator[Any]:
     yield from rest
 
 
-def _count_text(generator: Any, text: str) -> int:
-    tokenizer = getattr(generator, "tokenizer", None)
-    return len(tokenizer.encode(text, add_special_tokens=False)) if tokenizer is not None else len(text.split())
-
-
 def serve(settings: Settings) -> None:
     """Build the pipeline, load the model, and serve the OpenAI-compatible API until interrupted."""
     import uvicorn
 
     apply_runtime_settings(settings)
-    if not settings.password and settings.host not in LOOPBACK:
-        log(f"warning: serving on {settings.host} without a login; set username and password to require one")
+    if warning := settings.open_access_warning:  # also fails on half a login, before the model loads
+        log(f"warning: {warning}")
     pipeline = Pipeline.from_settings(settings)
     app = create_app(pipeline, settings)
     name = pipeline.generator.name  # load now, so the first request doesn't wait for the model
