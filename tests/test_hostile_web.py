@@ -8,6 +8,7 @@ browser-less chat sessions driven through Gradio's own protocol never see each o
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import socket
@@ -20,6 +21,7 @@ import pytest
 
 from docqa.serve import web
 from docqa.settings import Settings
+from support import serving_app
 
 REPLY = "The harvest begins in March [1]."
 SECRET = "hunter2-TOPSECRET"
@@ -75,31 +77,23 @@ EXTRA_ROUTES = [("GET", "/openapi.json"), ("GET", "/docs"), ("GET", "/gradio_api
 STREAMING = {"/gradio_api/heartbeat/{session_hash}"}
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def serve(make_pipeline, settings: Settings, tmp_path: Path):
-    """Start the app on a free port over the fake pipeline; yields (url, settings, demo)."""
-    started = []
-    (tmp_path / "outside").mkdir(exist_ok=True)
-    (tmp_path / "outside" / "secret.txt").write_text(SECRET)
+    """Start the app on a free port (tests/support.py's serving_app) over the fake pipeline.
 
-    def start(reply: Any = REPLY, **overrides: Any) -> SimpleNamespace:
-        s = settings.model_copy(update={"port": free_port(), **overrides})
-        pipeline = make_pipeline(reply, **overrides)
-        demo = web.build_app(pipeline)
-        url = web.launch(demo, s, block=False, quiet=True)
-        started.append(demo)
-        secret = tmp_path / "outside" / "secret.txt"
-        return SimpleNamespace(url=url, settings=s, demo=demo, pipeline=pipeline, secret=secret)
+    Yields a function returning (url, settings, demo, pipeline, secret): `secret` is a server file outside docs/.
+    """
+    secret = tmp_path / "outside" / "secret.txt"
+    secret.parent.mkdir(exist_ok=True)
+    secret.write_text(SECRET)
+    with contextlib.ExitStack() as stack:
 
-    yield start
-    for demo in started:
-        demo.close()
+        def start(reply: Any = REPLY, **overrides: Any) -> SimpleNamespace:
+            pipeline = make_pipeline(reply, **overrides)
+            app = stack.enter_context(serving_app(pipeline, settings, **overrides))
+            return SimpleNamespace(url=app.url, settings=app.settings, demo=app.demo, pipeline=pipeline, secret=secret)
+
+        yield start
 
 
 def routes(demo) -> list[tuple[str, str]]:

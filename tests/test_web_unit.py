@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
-import socket
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import httpx
 import pytest
@@ -17,6 +18,7 @@ from docqa.serve import documents as uploads
 from docqa.serve import render
 from docqa.settings import Settings
 from docqa.types import Answer, Chunk, Citation, Passage
+from support import serving_app
 
 EVIL = (
     "Tea grows in Yunnan. <script>alert(1)</script> The harvest begins in March.\n"
@@ -259,12 +261,6 @@ def test_example_questions_come_from_headings_and_names(make_pipeline):
 web = pytest.importorskip("docqa.serve.web")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_analytics_off_before_gradio_runs():
     assert os.environ["GRADIO_ANALYTICS_ENABLED"] == "False"
 
@@ -319,33 +315,101 @@ def test_profiles_get_their_own_generator_and_share_the_index(make_pipeline, set
 
 
 def test_login_needs_both_or_neither(settings: Settings):
-    assert web.login(settings) is None
-    assert web.login(settings.model_copy(update={"username": "u", "password": "p"})) == ("u", "p")
-    with pytest.raises(SettingsError, match="only one"):
-        web.login(settings.model_copy(update={"username": "u"}))
+    assert settings.login is None
+    assert settings.model_copy(update={"username": "u", "password": "p"}).login == ("u", "p")
+    for half in ({"username": "u"}, {"password": "p"}, {"username": "", "password": "p"}):
+        with pytest.raises(SettingsError, match="only one"):
+            _ = settings.model_copy(update=half).login
 
 
-def test_mcp_setting(monkeypatch: pytest.MonkeyPatch, settings: Settings):
-    assert not web.mcp_enabled(settings)
+def test_open_access_warning_only_beyond_loopback_without_login(settings: Settings):
+    for host in ("127.0.0.1", "localhost", "::1"):
+        s = settings.model_copy(update={"host": host})
+        assert s.is_loopback and s.open_access_warning is None
+    exposed = settings.model_copy(update={"host": "0.0.0.0"})
+    assert not exposed.is_loopback and "serving on 0.0.0.0 without a login" in exposed.open_access_warning
+    assert exposed.model_copy(update={"username": "u", "password": "p"}).open_access_warning is None
+
+
+def test_mcp_setting_and_its_hints(monkeypatch: pytest.MonkeyPatch, settings: Settings):
+    assert not settings.mcp_server
     monkeypatch.setenv("DOCQA_MCP_SERVER", "true")
-    assert web.mcp_enabled(Settings.load(docs_dir=settings.docs_dir))
+    assert Settings.load(docs_dir=settings.docs_dir).mcp_server
+    monkeypatch.setitem(__import__("sys").modules, "mcp", None)  # as if the extra were not installed
+    with pytest.raises(SettingsError) as info:
+        web.check_mcp(settings)
+    assert 'pip install "docqa[mcp]"' in info.value.fix and "DOCQA_MCP_SERVER" in info.value.fix
+    assert "gradio[mcp]" not in info.value.fix and "GRADIO_" not in info.value.fix
+
+
+# --- the page's handlers, called directly --------------------------------------------------------
+
+
+@pytest.fixture
+def handlers(make_pipeline) -> web.Handlers:
+    return web.Handlers(web.Pipelines(make_pipeline("The harvest begins in March [1].")))
+
+
+def test_start_shows_the_question_as_pending(handlers):
+    box, pending, messages = handlers.start("When does the <tea> harvest begin?", [])
+    assert box == "" and pending == "When does the <tea> harvest begin?"
+    assert len(messages) == 2 and "&lt;tea&gt;" in messages[0]["content"] and "streaming" in messages[1]["content"]
+    with pytest.raises(web.gr.Error, match="empty"):
+        handlers.start("   ", [])
+
+
+def test_respond_skips_what_did_not_change(handlers):
+    updates = list(handlers.respond("When does the tea harvest begin?", [], "default", 4, 160))
+    skip = web.gr.skip()
+    assert all(panel == skip and history == skip for _, panel, history in updates[:-1])
+    messages, panel, history = updates[-1]
+    assert len(history) == 1 and "<mark>" in panel and 'href="#src-1"' in messages[-1]["content"]
+
+
+def test_show_turn_and_pick_example_read_the_event(handlers):
+    *_, (_, _, history) = handlers.respond("When does the tea harvest begin?", [], "default", 4, 160)
+    assert "<mark>" in web.show_turn(history, SimpleNamespace(index=[1, 0]))
+    assert web.show_turn(history, SimpleNamespace(index=5)) == web.gr.skip()
+    assert web.pick_example(SimpleNamespace(value={"text": "Tea?"})) == "Tea?"
+    assert web.pick_example(SimpleNamespace(value="junk")) == ""
+    assert web.reset() == ([], [], render.sources_html(None))
+
+
+def test_document_handlers_add_delete_and_reindex(handlers, settings: Settings, upload):
+    with pytest.raises(web.gr.Error, match="Choose one or more files"):
+        handlers.add_files([])
+    note, cleared = handlers.add_files([str(upload("new.txt", b"The Zorblat festival is held in April."))])
+    assert "new.txt: saved as new.txt" in note and cleared is None
+    report, table, menu, status, _ = handlers.reindex(note, "default", progress=lambda *a, **k: None)
+    assert report.startswith(note) and "new.txt" in table and "new.txt" in str(menu.choices)
+    assert status == handlers.status("default")
+    assert "new.txt: deleted" in handlers.delete_file("new.txt") and not (settings.docs_dir / "new.txt").exists()
+    with pytest.raises(web.gr.Error, match="new.txt"):
+        handlers.delete_file("new.txt")
+
+
+def test_ask_handler_returns_the_answer_json(handlers):
+    result = handlers.ask("When does the tea harvest begin?", 1)
+    assert result["answer"] == "The harvest begins in March [1]." and len(result["retrieved"]) == 1
+    with pytest.raises(web.gr.Error, match="must be text"):
+        handlers.ask(["not", "text"])  # type: ignore[arg-type]
+    with pytest.raises(web.gr.Error, match="top_k"):
+        handlers.ask("Tea?", 99)
+
+
+# --- the page over HTTP ---------------------------------------------------------------------------
 
 
 @pytest.fixture
 def served(make_pipeline, settings: Settings):
-    """Start the app on a free port; yields (url, settings, demo)."""
-    started = []
+    """Start the app on a free port (tests/support.py's serving_app); yields (url, settings, demo)."""
+    with contextlib.ExitStack() as stack:
 
-    def start(reply="The harvest begins in March [1].", **overrides):
-        s = settings.model_copy(update={"port": free_port(), **overrides})
-        demo = web.build_app(make_pipeline(reply, **overrides))
-        url = web.launch(demo, s, block=False, quiet=True)
-        started.append(demo)
-        return url, s, demo
+        def start(reply="The harvest begins in March [1].", **overrides):
+            app = stack.enter_context(serving_app(make_pipeline(reply, **overrides), settings, **overrides))
+            return app.url, app.settings, app.demo
 
-    yield start
-    for demo in started:
-        demo.close()
+        yield start
 
 
 def test_ask_api_returns_answer_json(served, make_pipeline):
@@ -409,7 +473,8 @@ def test_login_protects_page_and_api(served):
 
 
 def test_mcp_refused_with_login(make_pipeline, settings: Settings):
-    s = settings.model_copy(update={"username": "u", "password": "p", "port": free_port(), "mcp_server": True})
+    pytest.importorskip("mcp", reason="without the mcp package the missing extra is refused first")
+    s = settings.model_copy(update={"username": "u", "password": "p", "mcp_server": True})
     with pytest.raises(SettingsError, match="MCP"):
         web.launch(web.build_app(make_pipeline("x")), s, block=False, quiet=True)
 

@@ -14,24 +14,25 @@ import os
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 
 import threading  # noqa: E402
-import typing  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
+from contextlib import contextmanager  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
 from typing import Any  # noqa: E402
 
 import gradio as gr  # noqa: E402
 from pydantic import ValidationError  # noqa: E402
 
-from docqa.answering.pipeline import Pipeline, apply_runtime_settings, clean_question  # noqa: E402
+from docqa.answering.pipeline import Pipeline  # noqa: E402
+from docqa.answering.question import clean_question  # noqa: E402
 from docqa.errors import DocqaError, QuestionError, SettingsError  # noqa: E402
 from docqa.generate.weights import log  # noqa: E402
 from docqa.ingest.indexer import IndexReport, Progress  # noqa: E402
 from docqa.ingest.readers import SUPPORTED  # noqa: E402
 from docqa.serve import documents as uploads  # noqa: E402
 from docqa.serve import render  # noqa: E402
-from docqa.settings import Settings  # noqa: E402
+from docqa.settings import PROFILES, Settings, apply_runtime_settings  # noqa: E402
 from docqa.types import Answer  # noqa: E402
 
-PROFILES: tuple[str, ...] = typing.get_args(Settings.model_fields["profile"].annotation)
 # Answers (page and API) and re-indexing share one concurrency group of size 1: the CPU runs one
 # model call at a time, and a re-index never swaps the index under a running answer.
 MODEL_GROUP = "docqa-model"
@@ -162,12 +163,12 @@ def chat_stream(
         pipeline = pipelines.get(options.profile)
         previous = [(a.question, a.answer) for a in history]  # the pipeline decides whether to rewrite
         partial = ""
-        for item in pipeline.stream(question, previous, top_k=options.top_k, max_new_tokens=options.max_new_tokens):
-            if isinstance(item, Answer):
-                history = [*history, item]
-                yield chat_messages(history), render.sources_html(item), history
+        for event in pipeline.stream(question, previous, top_k=options.top_k, max_new_tokens=options.max_new_tokens):
+            if event.answer is not None:
+                history = [*history, event.answer]
+                yield chat_messages(history), render.sources_html(event.answer), history
             else:
-                partial += item
+                partial += event.delta
                 yield chat_messages(history, pending=question, partial=partial), None, None
     except DocqaError as exc:
         yield chat_messages(history, pending=question, error=exc.message), None, history
@@ -186,249 +187,325 @@ def examples(pipelines: Pipelines) -> list[dict[str, str]]:
     return [{"text": q} for q in uploads.example_questions(pipelines.base.retriever.chunks, EXAMPLES)]
 
 
+@contextmanager
+def page_errors() -> Iterator[None]:
+    """Show a DocqaError on the page as Gradio's error toast (its message, no traceback)."""
+    try:
+        yield
+    except DocqaError as exc:
+        raise gr.Error(exc.message, print_exception=False) from None
+
+
+def show_turn(history: list[Answer], evt: gr.SelectData) -> Any:
+    """The sources panel for the turn whose message was clicked."""
+    index = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
+    turn = int(index) // 2  # messages alternate question, answer
+    if 0 <= turn < len(history):
+        return render.sources_html(history[turn])
+    return gr.skip()
+
+
+def pick_example(evt: gr.SelectData) -> str:
+    """The text of the example question that was clicked."""
+    value = evt.value if isinstance(evt.value, dict) else {}
+    return str(value.get("text", ""))
+
+
+def reset() -> tuple[list, list, str]:
+    """A new conversation: no turns, no messages, an empty sources panel."""
+    return [], [], render.sources_html(None)
+
+
+class Handlers:
+    """The page's event handlers and the /ask API over one `Pipelines`; `build_app` wires them.
+
+    Each can be called directly, without a server. They are methods rather than partials so that
+    Gradio sees their own names and signatures (gr.SelectData, gr.Progress, the API's docstring).
+    """
+
+    def __init__(self, pipelines: Pipelines) -> None:
+        self.pipelines = pipelines
+
+    @property
+    def settings(self) -> Settings:
+        return self.pipelines.settings
+
+    # --- chat ---------------------------------------------------------------------------------
+
+    def start(self, text: str, history: list[Answer]) -> tuple[str, str, list[dict[str, str]]]:
+        """Check the question, clear the box, remember the question, and show it as pending."""
+        with page_errors():
+            clean_question(text, self.settings.max_question_chars)
+        return "", text, chat_messages(history, pending=text, partial="")
+
+    def respond(
+        self, text: str, history: list[Answer], profile_name: str, k: float, max_new: float
+    ) -> Iterator[tuple[Any, Any, Any]]:
+        """`chat_stream`'s updates, with Gradio's skip where nothing changed."""
+        for messages, panel, new_history in chat_stream(self.pipelines, text, history, profile_name, k, max_new):
+            yield messages, gr.skip() if panel is None else panel, gr.skip() if new_history is None else new_history
+
+    def status(self, profile_name: str | None = None) -> str:
+        return render.status_line(self.pipelines.status(profile_name))
+
+    # --- documents ----------------------------------------------------------------------------
+
+    def refresh(self, profile_name: str | None = None) -> tuple[Any, ...]:
+        """The documents table, the delete menu, the status line and the example questions, as now."""
+        table, names = documents_view(self.pipelines)
+        return (
+            table,
+            gr.Dropdown(choices=names, value=None),
+            self.status(profile_name),
+            gr.Chatbot(examples=examples(self.pipelines)),
+        )
+
+    def add_files(self, paths: list[str] | None) -> tuple[str, None]:
+        """Save the uploaded files into the documents folder; the report, and an emptied upload box."""
+        if not paths:
+            raise gr.Error("Choose one or more files first.", print_exception=False)
+        results = uploads.save_uploads(self.settings, paths)
+        return render.messages_html(r.message for r in results), None
+
+    def delete_file(self, source: str | None) -> str:
+        with page_errors():
+            uploads.delete_document(self.settings, source or "")
+        return render.messages_html([f"{source}: deleted"])
+
+    def reindex(self, note: str, profile_name: str, progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:  # noqa: B008
+        """Bring the index up to date, showing progress; the report after `note`, then `refresh`'s outputs."""
+
+        def report_progress(done: int, total: int, message: str) -> None:
+            progress((done, total) if total else None, desc=message)
+
+        with page_errors():
+            result = self.pipelines.reindex(report_progress)
+        return (note + render.report_html(result), *self.refresh(profile_name))
+
+    # --- API ----------------------------------------------------------------------------------
+
+    def ask(self, question: str, top_k: int | None = None) -> dict:
+        """Answer a question from the documents, with citations checked against the passages.
+
+        Args:
+            question: the question, in plain words.
+            top_k: how many passages to give the model (1 to 20); the server's setting if left out.
+
+        Returns:
+            The answer as the JSON object `docqa ask --json` prints (answer, abstained, citations, retrieved, ...).
+        """
+        with page_errors():
+            if not isinstance(question, str):  # JSON callers can send anything; the pipeline takes text
+                raise QuestionError(
+                    f"the question must be text, not {type(question).__name__}", "send the question as a string"
+                )
+            options = checked_options(self.settings, top_k=top_k)
+            return self.pipelines.get().ask(question, top_k=options.top_k).to_dict()
+
+
+@dataclass
+class ChatTab:
+    status: gr.HTML
+    chatbot: gr.Chatbot
+    question: gr.Textbox
+    send: gr.Button
+    clear: gr.Button
+    sources: gr.HTML
+    profile: gr.Radio
+    top_k: gr.Slider
+    max_tokens: gr.Slider
+
+
+@dataclass
+class DocumentsTab:
+    table: gr.HTML
+    report: gr.HTML
+    files: gr.File
+    add: gr.Button
+    to_delete: gr.Dropdown
+    delete: gr.Button
+    reindex: gr.Button
+
+
+def chat_tab(handlers: Handlers) -> ChatTab:
+    """The Chat tab's components: the chat and question box, the sources panel, the settings."""
+    settings = handlers.settings
+    status = gr.HTML(handlers.status(), elem_id="docqa-status")
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=3):
+            chatbot = gr.Chatbot(
+                label="docqa",
+                elem_id="docqa-chat",
+                height=560,
+                render_markdown=False,  # content is HTML built by docqa.serve.render, escaped there
+                sanitize_html=True,  # and sanitized again in the browser
+                latex_delimiters=[],
+                allow_tags=False,
+                feedback_options=None,
+                buttons=["copy"],
+                examples=examples(handlers.pipelines),
+                placeholder="Ask a question about your documents. Answers cite passages as [n].",
+            )
+            with gr.Row():
+                question = gr.Textbox(
+                    placeholder="Ask about your documents…",
+                    show_label=False,
+                    scale=5,
+                    elem_id="docqa-question",
+                    max_length=settings.max_question_chars,
+                )
+                send = gr.Button("Send", variant="primary", scale=1, elem_id="docqa-send")
+            clear = gr.Button("New conversation", size="sm")
+        with gr.Column(scale=2):
+            sources = gr.HTML(render.sources_html(None), elem_id="docqa-sources", js_on_load=None)
+            with gr.Accordion("Settings", open=False):
+                profile, top_k, max_tokens = settings_controls(settings)
+    return ChatTab(status, chatbot, question, send, clear, sources, profile, top_k, max_tokens)
+
+
+def settings_controls(settings: Settings) -> tuple[gr.Radio, gr.Slider, gr.Slider]:
+    """The profile choice and the two sliders of the Settings accordion."""
+    profile = gr.Radio(
+        list(PROFILES),
+        value=settings.profile,
+        label="Model profile",
+        info="small answers faster; default answers better"
+        if settings.llm_model is None
+        else f"llm_model={settings.llm_model} is set and overrides the profile",
+        interactive=settings.llm_model is None,
+    )
+    top_k = gr.Slider(1, 20, value=settings.top_k, step=1, label="Passages given to the model")
+    max_tokens = gr.Slider(16, 1024, value=settings.max_new_tokens, step=16, label="Maximum answer length (tokens)")
+    return profile, top_k, max_tokens
+
+
+def documents_tab(handlers: Handlers) -> DocumentsTab:
+    """The Documents tab's components: the table, the last report, upload, delete and re-index."""
+    settings = handlers.settings
+    docs_html, doc_names = documents_view(handlers.pipelines)
+    gr.Markdown("### Documents in the folder and the index")
+    table = gr.HTML(docs_html, elem_id="docqa-docs")
+    startup = handlers.pipelines.base.last_index_report
+    report = gr.HTML(
+        render.report_html(startup) if startup and (startup.failed or startup.warnings) else "",
+        elem_id="docqa-report",
+    )
+    gr.Markdown("### Change the documents")
+    with gr.Row():
+        with gr.Column():
+            files = gr.File(
+                label=f"Add documents ({', '.join(sorted(SUPPORTED))}; up to {settings.max_upload_mb:g} MB)",
+                file_count="multiple",
+                file_types=sorted(SUPPORTED),
+                type="filepath",
+                elem_id="docqa-upload",
+            )
+            add = gr.Button("Add and re-index", variant="primary", elem_id="docqa-add")
+        with gr.Column():
+            to_delete = gr.Dropdown(doc_names, label="Document to delete", elem_id="docqa-delete-choice")
+            delete = gr.Button("Delete and re-index", variant="stop", elem_id="docqa-delete")
+            reindex = gr.Button("Re-index now", elem_id="docqa-reindex")
+    return DocumentsTab(table, report, files, add, to_delete, delete, reindex)
+
+
+def wire_chat(handlers: Handlers, chat: ChatTab, turns: gr.State, pending: gr.State) -> None:
+    """Asking (box, Send, example), showing a turn's sources, a new conversation, the profile's status."""
+
+    def then_respond(started: Any) -> None:
+        started.success(
+            handlers.respond,
+            [pending, turns, chat.profile, chat.top_k, chat.max_tokens],
+            [chat.chatbot, chat.sources, turns],
+            concurrency_limit=1,
+            concurrency_id=MODEL_GROUP,
+            show_progress="minimal",
+            api_visibility="private",
+        )
+
+    start_io: dict[str, Any] = dict(
+        inputs=[chat.question, turns],
+        outputs=[chat.question, pending, chat.chatbot],
+        queue=False,
+        api_visibility="private",
+    )
+    then_respond(gr.on([chat.question.submit, chat.send.click], handlers.start, **start_io))
+    then_respond(
+        chat.chatbot.example_select(pick_example, None, chat.question, queue=False, api_visibility="private").then(
+            handlers.start, **start_io
+        )
+    )
+    chat.chatbot.select(show_turn, turns, chat.sources, queue=False, api_visibility="private")
+    for cleared in (chat.clear.click, chat.chatbot.clear):
+        cleared(reset, None, [turns, chat.chatbot, chat.sources], queue=False, api_visibility="private")
+    chat.profile.change(handlers.status, chat.profile, chat.status, api_visibility="private")
+
+
+def wire_documents(handlers: Handlers, demo: gr.Blocks, chat: ChatTab, docs: DocumentsTab) -> None:
+    """Add, delete and re-index (each followed by a re-index in the model's queue), and refresh on load."""
+    reindex_io: dict[str, Any] = dict(
+        inputs=[docs.report, chat.profile],
+        outputs=[docs.report, docs.table, docs.to_delete, chat.status, chat.chatbot],
+        concurrency_limit=1,
+        concurrency_id=MODEL_GROUP,
+        show_progress_on=[docs.report],
+        api_visibility="private",
+    )
+    docs.add.click(handlers.add_files, docs.files, [docs.report, docs.files], api_visibility="private").success(
+        handlers.reindex, **reindex_io
+    )
+    docs.delete.click(handlers.delete_file, docs.to_delete, docs.report, api_visibility="private").success(
+        handlers.reindex, **reindex_io
+    )
+    docs.reindex.click(lambda: "", None, docs.report, queue=False, api_visibility="private").then(
+        handlers.reindex, **reindex_io
+    )
+    demo.load(
+        handlers.refresh,
+        chat.profile,
+        [docs.table, docs.to_delete, chat.status, chat.chatbot],
+        api_visibility="private",
+    )
+
+
 def build_app(pipeline: Pipeline) -> gr.Blocks:
     """The page: a Chat tab (chat, sources panel, settings) and a Documents tab; plus the /ask API."""
-    pipelines = Pipelines(pipeline)
-    settings = pipeline.settings
-    docs_html, doc_names = documents_view(pipelines)
-
+    handlers = Handlers(Pipelines(pipeline))
     with gr.Blocks(title="docqa", analytics_enabled=False, fill_width=True) as demo:
         turns = gr.State([])  # list[Answer], this browser session's conversation, oldest first
         pending = gr.State("")  # the question being answered
         with gr.Tab("Chat", id="chat"):
-            status = gr.HTML(render.status_line(pipelines.status()), elem_id="docqa-status")
-            with gr.Row(equal_height=False):
-                with gr.Column(scale=3):
-                    chatbot = gr.Chatbot(
-                        label="docqa",
-                        elem_id="docqa-chat",
-                        height=560,
-                        render_markdown=False,  # content is HTML built by docqa.serve.render, escaped there
-                        sanitize_html=True,  # and sanitized again in the browser
-                        latex_delimiters=[],
-                        allow_tags=False,
-                        feedback_options=None,
-                        buttons=["copy"],
-                        examples=examples(pipelines),
-                        placeholder="Ask a question about your documents. Answers cite passages as [n].",
-                    )
-                    with gr.Row():
-                        question = gr.Textbox(
-                            placeholder="Ask about your documents…",
-                            show_label=False,
-                            scale=5,
-                            elem_id="docqa-question",
-                            max_length=settings.max_question_chars,
-                        )
-                        send = gr.Button("Send", variant="primary", scale=1, elem_id="docqa-send")
-                    clear = gr.Button("New conversation", size="sm")
-                with gr.Column(scale=2):
-                    sources = gr.HTML(render.sources_html(None), elem_id="docqa-sources", js_on_load=None)
-                    with gr.Accordion("Settings", open=False):
-                        profile = gr.Radio(
-                            list(PROFILES),
-                            value=settings.profile,
-                            label="Model profile",
-                            info="small answers faster; default answers better"
-                            if settings.llm_model is None
-                            else f"llm_model={settings.llm_model} is set and overrides the profile",
-                            interactive=settings.llm_model is None,
-                        )
-                        top_k = gr.Slider(1, 20, value=settings.top_k, step=1, label="Passages given to the model")
-                        max_tokens = gr.Slider(
-                            16, 1024, value=settings.max_new_tokens, step=16, label="Maximum answer length (tokens)"
-                        )
+            chat = chat_tab(handlers)
         with gr.Tab("Documents", id="documents"):
-            gr.Markdown("### Documents in the folder and the index")
-            docs_table = gr.HTML(docs_html, elem_id="docqa-docs")
-            startup = pipeline.last_index_report
-            report = gr.HTML(
-                render.report_html(startup) if startup and (startup.failed or startup.warnings) else "",
-                elem_id="docqa-report",
-            )
-            gr.Markdown("### Change the documents")
-            with gr.Row():
-                with gr.Column():
-                    files = gr.File(
-                        label=f"Add documents ({', '.join(sorted(SUPPORTED))}; up to {settings.max_upload_mb:g} MB)",
-                        file_count="multiple",
-                        file_types=sorted(SUPPORTED),
-                        type="filepath",
-                        elem_id="docqa-upload",
-                    )
-                    add = gr.Button("Add and re-index", variant="primary", elem_id="docqa-add")
-                with gr.Column():
-                    to_delete = gr.Dropdown(doc_names, label="Document to delete", elem_id="docqa-delete-choice")
-                    delete = gr.Button("Delete and re-index", variant="stop", elem_id="docqa-delete")
-                    reindex_btn = gr.Button("Re-index now", elem_id="docqa-reindex")
-
-        # --- chat ---------------------------------------------------------------------------------
-        def start(text: str, history: list[Answer]) -> tuple[str, str, list[dict[str, str]]]:
-            try:
-                clean_question(text, settings.max_question_chars)
-            except DocqaError as exc:
-                raise gr.Error(exc.message, print_exception=False) from None
-            return "", text, chat_messages(history, pending=text, partial="")
-
-        def respond(
-            text: str, history: list[Answer], profile_name: str, k: float, max_new: float
-        ) -> Iterator[tuple[Any, Any, Any]]:
-            for messages, panel, new_history in chat_stream(pipelines, text, history, profile_name, k, max_new):
-                yield messages, gr.skip() if panel is None else panel, gr.skip() if new_history is None else new_history
-
-        def show_turn(history: list[Answer], evt: gr.SelectData) -> Any:
-            index = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
-            turn = int(index) // 2  # messages alternate question, answer
-            if 0 <= turn < len(history):
-                return render.sources_html(history[turn])
-            return gr.skip()
-
-        def pick_example(evt: gr.SelectData) -> str:
-            value = evt.value if isinstance(evt.value, dict) else {}
-            return str(value.get("text", ""))
-
-        def then_respond(started: Any) -> None:
-            started.success(
-                respond,
-                [pending, turns, profile, top_k, max_tokens],
-                [chatbot, sources, turns],
-                concurrency_limit=1,
-                concurrency_id=MODEL_GROUP,
-                show_progress="minimal",
-                api_visibility="private",
-            )
-
-        start_io: dict[str, Any] = dict(
-            inputs=[question, turns], outputs=[question, pending, chatbot], queue=False, api_visibility="private"
-        )
-        then_respond(gr.on([question.submit, send.click], start, **start_io))
-        then_respond(
-            chatbot.example_select(pick_example, None, question, queue=False, api_visibility="private").then(
-                start, **start_io
-            )
-        )
-        chatbot.select(show_turn, turns, sources, queue=False, api_visibility="private")
-
-        def reset() -> tuple[list, list, str]:
-            return [], [], render.sources_html(None)
-
-        clear.click(reset, None, [turns, chatbot, sources], queue=False, api_visibility="private")
-        chatbot.clear(reset, None, [turns, chatbot, sources], queue=False, api_visibility="private")
-        profile.change(
-            lambda name: render.status_line(pipelines.status(name)), profile, status, api_visibility="private"
-        )
-
-        # --- documents ----------------------------------------------------------------------------
-        def refresh(profile_name: str | None = None) -> tuple[Any, ...]:
-            table, names = documents_view(pipelines)
-            return (
-                table,
-                gr.Dropdown(choices=names, value=None),
-                render.status_line(pipelines.status(profile_name)),
-                gr.Chatbot(examples=examples(pipelines)),
-            )
-
-        def add_files(paths: list[str] | None) -> tuple[str, None]:
-            if not paths:
-                raise gr.Error("Choose one or more files first.", print_exception=False)
-            results = uploads.save_uploads(settings, paths)
-            return render.messages_html(r.message for r in results), None
-
-        def delete_file(source: str | None) -> str:
-            try:
-                uploads.delete_document(settings, source or "")
-            except DocqaError as exc:
-                raise gr.Error(exc.message, print_exception=False) from None
-            return render.messages_html([f"{source}: deleted"])
-
-        def reindex(note: str, profile_name: str, progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:  # noqa: B008
-            def report_progress(done: int, total: int, message: str) -> None:
-                progress((done, total) if total else None, desc=message)
-
-            try:
-                result = pipelines.reindex(report_progress)
-            except DocqaError as exc:
-                raise gr.Error(exc.message, print_exception=False) from None
-            return (note + render.report_html(result), *refresh(profile_name))
-
-        reindex_outputs = [report, docs_table, to_delete, status, chatbot]
-        reindex_event: dict[str, Any] = dict(
-            concurrency_limit=1,
-            concurrency_id=MODEL_GROUP,
-            show_progress_on=[report],
-            api_visibility="private",
-        )
-        add.click(add_files, files, [report, files], api_visibility="private").success(
-            reindex, [report, profile], reindex_outputs, **reindex_event
-        )
-        delete.click(delete_file, to_delete, report, api_visibility="private").success(
-            reindex, [report, profile], reindex_outputs, **reindex_event
-        )
-        reindex_btn.click(lambda: "", None, report, queue=False, api_visibility="private").then(
-            reindex, [report, profile], reindex_outputs, **reindex_event
-        )
-        demo.load(refresh, profile, [docs_table, to_delete, status, chatbot], api_visibility="private")
-
-        # --- API ----------------------------------------------------------------------------------
-        def ask(question: str, top_k: int | None = None) -> dict:
-            """Answer a question from the documents, with citations checked against the passages.
-
-            Args:
-                question: the question, in plain words.
-                top_k: how many passages to give the model (1 to 20); the server's setting if left out.
-
-            Returns:
-                The answer as the JSON object `docqa ask --json` prints (answer, abstained, citations, retrieved, ...).
-            """
-            try:
-                if not isinstance(question, str):  # JSON callers can send anything; the pipeline takes text
-                    raise QuestionError(
-                        f"the question must be text, not {type(question).__name__}", "send the question as a string"
-                    )
-                options = checked_options(settings, top_k=top_k)
-                return pipelines.get().ask(question, top_k=options.top_k).to_dict()
-            except DocqaError as exc:
-                raise gr.Error(exc.message, print_exception=False) from None
-
-        gr.api(ask, api_name="ask", concurrency_limit=1, concurrency_id=MODEL_GROUP)
+            docs = documents_tab(handlers)
+        wire_chat(handlers, chat, turns, pending)
+        wire_documents(handlers, demo, chat, docs)
+        gr.api(handlers.ask, api_name="ask", concurrency_limit=1, concurrency_id=MODEL_GROUP)
     return demo
 
 
-def login(settings: Settings) -> tuple[str, str] | None:
-    """The (username, password) pair for Gradio's login, or None when no login is configured."""
-    if settings.username is None and settings.password is None:
-        return None
-    if not settings.username or not settings.password:
+def check_mcp(settings: Settings) -> None:
+    """Refuse an MCP server that can't run (the extra is missing) or would be open to anyone (a login is set)."""
+    try:
+        import mcp  # noqa: F401
+    except ImportError:
         raise SettingsError(
-            "only one of username and password is set", "set both (DOCQA_USERNAME and DOCQA_PASSWORD), or neither"
+            "the MCP server needs the mcp package, which is not installed",
+            'pip install "docqa[mcp]", or turn MCP off (unset DOCQA_MCP_SERVER, or mcp_server = false)',
+        ) from None
+    if settings.login is not None:
+        # Gradio mounts the MCP routes outside its login check: they would answer anyone.
+        raise SettingsError(
+            "the MCP server can't be protected by the login", "turn MCP off, or remove username and password"
         )
-    return settings.username, settings.password
-
-
-def mcp_enabled(settings: Settings) -> bool:
-    """MCP is off unless `mcp_server` (DOCQA_MCP_SERVER) asks for it."""
-    return settings.mcp_server
 
 
 def launch(demo: gr.Blocks, settings: Settings, *, block: bool = True, quiet: bool = False) -> str:
     """Queue and serve `demo` as `settings` say; returns the local URL (after the server stops if `block`)."""
-    auth = login(settings)
-    mcp = mcp_enabled(settings)
-    if mcp:
-        try:
-            import mcp as _mcp  # noqa: F401
-        except ImportError:
-            raise SettingsError(
-                "the MCP server needs Gradio's mcp extra, which is not installed",
-                'pip install "gradio[mcp]", or turn MCP off (unset GRADIO_MCP_SERVER)',
-            ) from None
-        if auth is not None:
-            # Gradio mounts the MCP routes outside its login check: they would answer anyone.
-            raise SettingsError(
-                "the MCP server can't be protected by the login", "turn MCP off, or remove username and password"
-            )
-    if auth is None and settings.host not in ("127.0.0.1", "localhost", "::1"):
-        log(f"warning: serving on {settings.host} without a login; set username and password to require one")
+    auth = settings.login
+    if settings.mcp_server:
+        check_mcp(settings)
+    if warning := settings.open_access_warning:
+        log(f"warning: {warning}")
     demo.queue(max_size=settings.queue_size, default_concurrency_limit=1)
     try:
         _, url, _ = demo.launch(
@@ -443,7 +520,7 @@ def launch(demo: gr.Blocks, settings: Settings, *, block: bool = True, quiet: bo
             run_history=False,  # nothing about the questions is kept in the browser
             enable_monitoring=False,
             max_file_size=int(settings.max_upload_mb * 1e6),
-            mcp_server=mcp,
+            mcp_server=settings.mcp_server,
             ssr_mode=False,
             css=CSS,
         )
@@ -457,7 +534,7 @@ def launch(demo: gr.Blocks, settings: Settings, *, block: bool = True, quiet: bo
 def serve(settings: Settings) -> None:
     """Build the pipeline and serve the chat until interrupted (`docqa serve`, `python app.py`)."""
     apply_runtime_settings(settings)
-    login(settings)  # a half-configured login fails before minutes of loading, not after
+    _ = settings.login  # a half-configured login fails before minutes of loading, not after
     pipeline = Pipeline.from_settings(settings)
     _ = pipeline.generator  # load now, so the first question doesn't wait for the model
     launch(build_app(pipeline), settings)
