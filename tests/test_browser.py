@@ -188,7 +188,11 @@ def test_chat_streams_cites_and_follows_up(server, browser: WebDriver):
     follow_up = finished_answers(browser)[-1].text
     panel = sources_panel(browser).text
     assert "Searched as:" in panel, "the follow-up was not rewritten into a standalone question"
-    assert "29%" in follow_up or "Not found in the documents" in follow_up
+    assert "1995" in panel.split("Searched as:", 1)[1].splitlines()[0], panel  # the year reached the rewrite
+    # The essay: "The urbanization rate in China has soared from 29% in 1995 to 60.60% in 2019".
+    assert "29%" in follow_up and "Not found in the documents" not in follow_up, follow_up
+    marks = [m.text for m in sources_panel(browser).find_elements(By.TAG_NAME, "mark")]
+    assert any("29%" in m for m in marks), marks  # the cited passage highlights the supporting sentence
 
     # A marker in the earlier answer brings that answer's sources back into the panel.
     finished_answers(browser)[0].find_element(By.CSS_SELECTOR, "a.cite").click()

@@ -20,6 +20,7 @@ def embedders():
     return SentenceTransformerEmbedder(dtype="float32"), SentenceTransformerEmbedder(dtype="bfloat16")
 
 
+@pytest.mark.e2e  # loads the real embedding model twice
 def test_bf16_vectors_match_float32(embedders):
     fp32, bf16 = embedders
     a, b = fp32.embed(TEXTS), bf16.embed(TEXTS)

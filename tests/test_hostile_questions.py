@@ -173,5 +173,20 @@ def test_cli_batch_of_odd_questions(index_dir):
     assert out["blank"]["error"].startswith("the question is empty")
     for key in ("control", "zh", "fr"):
         print(f"{key}: abstained={out[key]['abstained']} {out[key]['answer'][:80]!r} ({out[key]['abstain_reason']})")
-        assert out[key]["answer"] and (out[key]["abstained"] or out[key]["citations"])
-    assert "60.6" in out["control"]["answer"]  # the control characters did not hide the question
+
+    def cites_the_rate(answer: dict) -> bool:
+        return not answer["abstained"] and any("60.60%" in c["text"] for c in answer["citations"])
+
+    # The control characters did not hide the question: answered from the passage with the rate.
+    assert cites_the_rate(out["control"]) and "60.6" in out["control"]["answer"], out["control"]
+    # French: the essay is English, so no passage holds the name "Chine": refused before the model.
+    assert out["fr"]["abstained"] and out["fr"]["citations"] == [], out["fr"]
+    assert out["fr"]["abstain_reason"] == "no passage mentions Chine from the question"
+    # Chinese: the small model either answers from the essay, citing the rate, or says the passages
+    # don't answer (what it does today, at 48 new tokens); any other abstention or answer fails.
+    zh = out["zh"]
+    if zh["abstained"]:
+        assert zh["abstain_reason"] == "the model said the passages don't answer the question", zh
+        assert zh["citations"] == [] and zh["answer"] == "The documents don't answer this question."
+    else:
+        assert cites_the_rate(zh) and "60.6" in zh["answer"], zh
