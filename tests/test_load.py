@@ -20,8 +20,9 @@ from support import ROOT, URBANIZATION_Q
 pytestmark = pytest.mark.e2e
 
 ESSAY = "poverty-alleviation-and-rural-revitalization.txt"
-# What the gate (retrieval checks, before the model) says when it refuses a question.
-GATE_REASONS = ("no passage is close enough to the question", "no passage mentions ")
+# What the retrieval-score check says when it refuses a question before the model (best similarity
+# of bench/load.py's OUT_OF_SCOPE questions: -0.03 to 0.10, against a min_score of 0.17).
+TOO_FAR = "no passage is close enough to the question"
 ARTIFACT = Path(__file__).parent / "artifacts" / "load.json"
 QUEUE_SIZE = 2
 IN_SCOPE_PER_5 = 1
@@ -76,13 +77,13 @@ def test_concurrent_clients_each_get_their_own_answer(servers, report):
     asked = sorted(q for n in range(8) for q in load.questions_for(n, 5, IN_SCOPE_PER_5))
     assert sorted(a.question for a in result.asked) == asked
     assert summary["model_calls"] >= 6  # the eight opening questions, asked at once, queued for the model
-    # Out-of-scope questions are refused before the model by the retrieval checks (the gate); every
+    # Out-of-scope questions are refused by the retrieval score, before the model; every
     # answer given cites passages of the essay, with the markers in its text; the opening question of
     # client 0 (the urbanization rate) is answered from the passage that states it.
     for a in result.answered:
         if a.question in load.OUT_OF_SCOPE:
             assert a.answer["abstained"] and a.answer["citations"] == [], (a.question, a.answer["answer"])
-            assert a.answer["abstain_reason"].startswith(GATE_REASONS), (a.question, a.answer["abstain_reason"])
+            assert a.answer["abstain_reason"].startswith(TOO_FAR), (a.question, a.answer["abstain_reason"])
         elif not a.answer["abstained"]:
             assert {c["source"] for c in a.answer["citations"]} == {ESSAY}, (a.question, a.answer["citations"])
             assert all(f"[{c['n']}]" in a.answer["answer"] for c in a.answer["citations"]), a.answer["answer"]
