@@ -5,7 +5,11 @@
 - plain:     transformers generate, one token per forward pass
 - lookup:    transformers generate with prompt-lookup drafts (10 tokens)
 - assisted:  transformers generate with the 0.5B model drafting for the 1.5B (speculative decoding)
+- noreuse:   docqa's own loop with prompt-lookup drafts, full prefill (no KV cache reuse)
 - docqa:     docqa's own loop: prompt-lookup drafts + the system prompt's KV cache reused
+
+This one script replaces the earlier one-off comparisons (prompt_lookup.py, prefix_reuse.py,
+int8_decode.py); their results stay in bench/README.md.
 
 Prints median time to first token and total per strategy, and how many answers match `plain`
 exactly. Writes bench/decoding.json.
@@ -44,13 +48,17 @@ def hf_generate(gen, messages, max_new_tokens: int, **extra) -> tuple[float, flo
     return first or 0.0, time.perf_counter() - started, "".join(pieces).strip()
 
 
-def docqa_generate(gen, messages, max_new_tokens: int) -> tuple[float, float, str]:
+def docqa_generate(gen, messages, max_new_tokens: int, reuse_prefix: bool = True) -> tuple[float, float, str]:
+    gen.reuse_prefix = reuse_prefix
     started = time.perf_counter()
     first, pieces = None, []
-    for piece in gen.stream(messages, max_new_tokens):
-        if first is None:
-            first = time.perf_counter() - started
-        pieces.append(piece)
+    try:
+        for piece in gen.stream(messages, max_new_tokens):
+            if first is None:
+                first = time.perf_counter() - started
+            pieces.append(piece)
+    finally:
+        gen.reuse_prefix = True
     return first or 0.0, time.perf_counter() - started, "".join(pieces).strip()
 
 
@@ -65,10 +73,11 @@ def main() -> None:
     strategies = {
         "plain": lambda m: hf_generate(gen, m, pipeline.settings.max_new_tokens),
         "lookup": lambda m: hf_generate(gen, m, pipeline.settings.max_new_tokens, prompt_lookup_num_tokens=10),
+        "noreuse": lambda m: docqa_generate(gen, m, pipeline.settings.max_new_tokens, reuse_prefix=False),
         "docqa": lambda m: docqa_generate(gen, m, pipeline.settings.max_new_tokens),
     }
     if not args.no_assisted:
-        from docqa.answering.pipeline import load_generator
+        from docqa.generate import load_generator
 
         draft = load_generator(Settings.load(profile="small")).model
         strategies["assisted"] = lambda m: hf_generate(gen, m, pipeline.settings.max_new_tokens, assistant_model=draft)
@@ -78,7 +87,7 @@ def main() -> None:
     runs: dict[str, list[tuple[float, float, str]]] = {name: [] for name in strategies}
     for question in questions:
         found = pipeline.retriever.retrieve(question, pipeline.settings.top_k)
-        messages = pipeline.answer_messages(question, found.passages)
+        messages = pipeline.prompts.answer_messages(question, found.passages)
         gen.stream(messages, 1).__next__()  # warm the prefix cache like a running server has it
         for name, run in strategies.items():
             runs[name].append(run(messages))

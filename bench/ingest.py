@@ -86,9 +86,8 @@ def main() -> None:
     parser.add_argument("--skip", nargs="*", default=[], choices=["faiss", "ray", "pgvector"], help="runs to leave out")
     args = parser.parse_args()
 
-    from docqa.answering.pipeline import apply_runtime_settings
     from docqa.ingest.embeddings import SentenceTransformerEmbedder
-    from docqa.settings import Settings
+    from docqa.settings import Settings, apply_runtime_settings
 
     tmp = Path(tempfile.mkdtemp(prefix="docqa-bench-"))
     make_corpus(tmp / "docs", args.chunks)

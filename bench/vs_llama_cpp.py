@@ -34,11 +34,11 @@ def main() -> None:
     from llama_cpp import Llama
 
     from docqa.answering.pipeline import Pipeline
-    from docqa.generate.weights import PACKAGED, PROFILES, join_parts, part_paths
+    from docqa.generate.weights import PACKAGED, PROFILE_MODELS, join_parts, part_paths
     from docqa.settings import Settings
 
     pipeline = Pipeline.from_settings(Settings.load(profile="default"))
-    spec = PACKAGED[PROFILES["default"]]
+    spec = PACKAGED[PROFILE_MODELS["default"]]
     gguf = pipeline.settings.resolved_cache_dir / "gguf" / f"{spec.name}.gguf"
     if not gguf.is_file():
         join_parts(part_paths(spec), gguf, spec.sha256, spec.name)
@@ -51,7 +51,7 @@ def main() -> None:
     max_new = pipeline.settings.max_new_tokens
     for question in questions:
         found = pipeline.retriever.retrieve(question, pipeline.settings.top_k)
-        messages = pipeline.answer_messages(question, found.passages)
+        messages = pipeline.prompts.answer_messages(question, found.passages)
         started, first = time.perf_counter(), None
         for _ in pipeline.generator.stream(messages, max_new):
             first = first or time.perf_counter() - started

@@ -129,12 +129,12 @@ def test_eval_runner_end_to_end_small_profile(index_dir, tmp_path):
 def test_models_from_local_paths_instead_of_profiles(tmp_path):
     """llm_model / embed_model accept a local folder (as they would a hub id with network)."""
     from docqa.answering.pipeline import Pipeline
-    from docqa.generate.weights import PROFILES, converted_dir
+    from docqa.generate.weights import PROFILE_MODELS, converted_dir
     from docqa.ingest.embeddings import bundled_embedder_path
     from docqa.settings import Settings
 
     base = Settings.load()
-    model_dir = converted_dir(base.resolved_cache_dir, PROFILES["small"])
+    model_dir = converted_dir(base.resolved_cache_dir, PROFILE_MODELS["small"])
     if not model_dir.is_dir():
         pytest.skip("the small model has not been converted yet (runs after the other e2e tests)")
     settings = Settings(

@@ -5,7 +5,7 @@ import types
 import pytest
 
 from docqa.errors import ModelError
-from docqa.generate.weights import PACKAGED, PROFILES, PackagedGGUF, ensure_converted, join_parts
+from docqa.generate.weights import PACKAGED, PROFILE_MODELS, PackagedGGUF, ensure_converted, join_parts
 
 
 def fake_parts(tmp_path, monkeypatch, chunks: list[bytes]) -> PackagedGGUF:
@@ -50,5 +50,7 @@ def test_missing_part_package_names_the_install(tmp_path):
 
 
 def test_profiles_point_at_pinned_packages():
-    assert set(PROFILES) == {"default", "small"}
-    assert PACKAGED[PROFILES["default"]].parts == 22 and PACKAGED[PROFILES["small"]].parts == 6
+    from docqa.settings import PROFILES
+
+    assert set(PROFILE_MODELS) == set(PROFILES) == {"default", "small"}  # every profile names a packaged model
+    assert PACKAGED[PROFILE_MODELS["default"]].parts == 22 and PACKAGED[PROFILE_MODELS["small"]].parts == 6

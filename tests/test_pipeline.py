@@ -1,6 +1,7 @@
-from docqa.answering.pipeline import ABSTAIN_TEXT, SpeedModel, clean_question, needs_rewrite
+from docqa.answering.budget import SpeedModel
+from docqa.answering.pipeline import ABSTAIN_TEXT
 from docqa.answering.prompting import TEMPLATES, Prompts
-from docqa.types import Answer
+from docqa.answering.question import clean_question, needs_rewrite
 from fakes import passage_text
 
 
@@ -46,11 +47,23 @@ def test_uncited_unsupported_answer_is_abstention(make_pipeline):
 
 
 def test_stream_yields_deltas_then_answer(make_pipeline):
-    items = list(make_pipeline("The harvest begins in March [1].").stream("When does the tea harvest begin?"))
-    assert all(isinstance(i, str) for i in items[:-1]) and len(items) > 2
-    assert "".join(items[:-1]) == "The harvest begins in March [1]."
-    final = items[-1]
-    assert isinstance(final, Answer) and [c.n for c in final.citations] == [1]
+    events = list(make_pipeline("The harvest begins in March [1].").stream("When does the tea harvest begin?"))
+    assert len(events) > 2 and all(e.answer is None for e in events[:-1])
+    assert "".join(e.delta for e in events[:-1]) == "The harvest begins in March [1]."
+    final = events[-1].answer
+    assert final is not None and events[-1].delta == "" and [c.n for c in final.citations] == [1]
+
+
+def test_retrieval_only_stops_after_the_gate(make_pipeline):
+    def never(messages):
+        raise AssertionError("retrieval_only must not call the model")
+
+    pipeline = make_pipeline(never)
+    answer = pipeline.ask("When does the tea harvest begin?", retrieval_only=True)
+    assert not answer.abstained and answer.answer == "" and answer.retrieved
+    assert answer.retrieved[0].chunk.source == "yunnan.txt"
+    refused = pipeline.ask("What did Mao Zedong say about tea?", retrieval_only=True)
+    assert refused.abstained and "Mao Zedong" in refused.abstain_reason
 
 
 def test_follow_up_is_rewritten_only_when_needed(make_pipeline):
@@ -151,7 +164,7 @@ def _passage(n: int, source: str, heading: str | None = None, page: int | None =
 
 
 def test_passage_labels_are_short_and_name_files_only_when_there_are_several():
-    from docqa.answering.pipeline import format_passages
+    from docqa.answering.prompting import format_passages
 
     long_heading = "Why the two strategies of poverty alleviation and rural revitalization should be connected"
     one_file = format_passages([_passage(1, "dir/essay.txt", long_heading), _passage(2, "dir/essay.txt")])

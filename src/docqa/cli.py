@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from docqa.errors import DocqaError
-from docqa.settings import Settings
+from docqa.settings import MODES, PROFILES, Settings
 
 
 def settings_options(fn: Callable) -> Callable:
@@ -36,7 +36,7 @@ def settings_options(fn: Callable) -> Callable:
     )
     @click.option(
         "--profile",
-        type=click.Choice(["default", "small"]),
+        type=click.Choice(PROFILES),
         help="Bundled generator: default (1.5B) or small (0.5B) [env DOCQA_PROFILE].",
     )
     @functools.wraps(fn)
@@ -47,6 +47,10 @@ def settings_options(fn: Callable) -> Callable:
         return fn(settings_file=settings_file, overrides=overrides, **kwargs)
 
     return wrapper
+
+
+# Shared by `ask` and `eval`; maps onto Settings.top_k.
+top_k_option = click.option("--top-k", type=int, help="Passages given to the model [env DOCQA_TOP_K].")
 
 
 def load_settings(settings_file: Path | None, overrides: dict[str, Any]) -> Settings:
@@ -86,8 +90,8 @@ def index_cmd(
     settings_file: Path | None, overrides: dict[str, Any], rebuild: bool, wait_s: float, ray_address: str | None
 ) -> None:
     """Build or update the index from the documents folder (only changed files are re-embedded)."""
-    from docqa.answering.pipeline import apply_runtime_settings
     from docqa.ingest.embeddings import SentenceTransformerEmbedder
+    from docqa.settings import apply_runtime_settings
     from docqa.stores import update_index
 
     settings = load_settings(settings_file, overrides)
@@ -136,7 +140,7 @@ def _progress_bar():
     type=click.File("r", encoding="utf-8"),
     help='JSONL file of {"id", "question"} lines ("-" for stdin); writes JSONL answers.',
 )
-@click.option("--top-k", type=int, help="Passages given to the model.")
+@top_k_option
 def ask_cmd(
     settings_file: Path | None, overrides: dict[str, Any], question: str | None, as_json: bool, batch, top_k: int | None
 ) -> None:
@@ -206,8 +210,8 @@ def _snippet(text: str, width: int = 100) -> str:
 @click.option(
     "--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), help="Output folder [default eval/runs/TIME]."
 )
-@click.option("--top-k", type=int, help="Passages given to the model.")
-@click.option("--retrieval", type=click.Choice(["hybrid", "dense", "bm25"]), help="Retrieval mode.")
+@top_k_option
+@click.option("--retrieval", type=click.Choice(MODES), help="Retrieval mode.")
 @click.option(
     "--system",
     type=click.Choice(["docqa", "naive"]),

@@ -1,4 +1,4 @@
-"""The values that cross stage boundaries: chunks, passages, citations and answers."""
+"""The values that cross stage boundaries: chunks, passages, citations, answers and stream events."""
 
 from __future__ import annotations
 
@@ -107,3 +107,16 @@ class Answer:
             "usage": dict(self.usage),
             "draft": self.draft,
         }
+
+
+@dataclass(frozen=True)
+class StreamEvent:
+    """One step of `Pipeline.stream`: text deltas while the model writes, then the checked answer, last.
+
+    `answer` is None on every event but the last, which carries it (and no delta). The final
+    answer can differ from the joined deltas: markers are repaired, and a draft that fails the
+    checks becomes an abstention.
+    """
+
+    delta: str = ""
+    answer: Answer | None = None

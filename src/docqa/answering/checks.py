@@ -1,4 +1,9 @@
-"""Check the model's [n] citation markers against the passages it was given.
+"""The checks around generation: the gate before it, the judge after it, and grounding.
+
+- `gate`: abstain before generating when retrieval is weak or the passages miss a name or number
+  that the question asks about.
+- `judge`: abstain after generating when the model declined, named things no passage holds, or no
+  passage supports the draft; otherwise repair its [n] markers (`check_citations`).
 
 Small models cite unreliably: they skip markers, invent passage numbers, or cite the wrong one.
 Every marker is checked here after generation; what survives is structured data.
@@ -10,6 +15,7 @@ import re
 
 from docqa.ingest.chunking import Span, sentence_spans
 from docqa.retrieve.bm25 import tokenize
+from docqa.retrieve.fusion import Retrieval
 from docqa.types import Citation, Passage
 
 # [1]  [1, 2]  [1-3]  [Passage 2]  [Source 1]
@@ -192,3 +198,33 @@ def unsupported_numbers(answer: str, sources: list[str]) -> set[str]:
     """
     known = set().union(*(numbers(s) for s in sources)) if sources else set()
     return numbers(answer) - known
+
+
+def gate(query: str, found: Retrieval, min_score: float) -> str | None:
+    """Why to abstain before generating, or None to go on.
+
+    A number or a name in the question that no passage holds means the passages are about
+    something else: whatever the model said would be off-topic or invented.
+    """
+    if not found.passages or found.best_score < min_score:
+        best = found.best_score
+        return f"no passage is close enough to the question (best similarity {best:.2f} < min_score {min_score:.2f})"
+    texts = [p.chunk.text for p in found.passages]
+    missing = sorted(unsupported_numbers(query, texts)) + sorted(unsupported_names(query, texts))
+    if missing:
+        return f"no passage mentions {', '.join(missing)} from the question"
+    return None
+
+
+def judge(raw: str, passages: list[Passage], questions: list[str]) -> tuple[str, list[Citation], str | None]:
+    """Check a draft answer: (answer with repaired markers, citations, why to abstain or None)."""
+    if not raw or declined(raw):
+        return raw, [], "the model said the passages don't answer the question"
+    sources = [p.chunk.text for p in passages] + questions
+    invented = sorted(unsupported_numbers(raw, sources)) + sorted(unsupported_names(raw, sources))
+    if invented:
+        return raw, [], f"the draft answer names things found in no passage ({', '.join(invented)})"
+    checked, citations = check_citations(raw, passages)
+    if not citations:
+        return raw, [], "no passage supports the draft answer"
+    return checked, citations, None

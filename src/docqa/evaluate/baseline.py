@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from docqa.answering.checks import declined
-from docqa.generate.hf import Generator
+from docqa.generate import Generator
 from docqa.ingest.embeddings import Embedder
 from docqa.settings import Settings
 from docqa.types import Answer, Chunk, Passage

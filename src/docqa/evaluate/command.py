@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 import time
@@ -9,7 +10,6 @@ from pathlib import Path
 
 from docqa.evaluate import runner as ev
 from docqa.settings import DEFAULT_SETTINGS_FILE, Settings, update_toml
-from docqa.types import Answer
 
 
 def run_eval_command(
@@ -37,7 +37,7 @@ def run_eval_command(
     k = settings.top_k
 
     if calibrate or retrieval_only:
-        ask = retrieval_ask(pipeline)
+        ask = functools.partial(pipeline.ask, retrieval_only=True)
     elif system == "naive":
         from docqa.evaluate.baseline import build_naive
 
@@ -91,26 +91,3 @@ def run_eval_command(
     ev.print_table(summary)
     print(f"wrote {out_dir}/results.json, report.md, chart.png")
     return ev.check_fail_under(summary, fail_under)
-
-
-def retrieval_ask(pipeline):
-    """An ask() that stops after retrieval: the score gate alone decides abstention."""
-    s = pipeline.settings
-
-    def ask(question: str) -> Answer:
-        started = time.perf_counter()
-        found = pipeline.retriever.retrieve(question, s.top_k, s.retrieval)
-        elapsed = (time.perf_counter() - started) * 1000
-        gated = not found.passages or found.best_score < s.min_score
-        return Answer(
-            question=question,
-            answer="",
-            abstained=gated,
-            citations=[],
-            retrieved=found.passages,
-            timings={"retrieve_ms": elapsed, "total_ms": elapsed},
-            model="-",
-            abstain_reason="below min_score" if gated else None,
-        )
-
-    return ask

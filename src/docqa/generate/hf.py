@@ -1,24 +1,13 @@
-"""Generators: chat messages in, a stream of text deltas out."""
+"""The in-process generator: a causal LM run with transformers, with docqa's own greedy decode loop."""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from typing import Any, Protocol
+from typing import Any
 
 from docqa.errors import ModelError
-
-Message = dict[str, str]  # {"role": "system" | "user" | "assistant", "content": "..."}
-
-
-class Generator(Protocol):
-    name: str
-
-    def stream(self, messages: list[Message], max_new_tokens: int) -> Iterator[str]:
-        """Yield the reply's text in pieces as it is generated (greedy decoding)."""
-        ...
-
-    def count_tokens(self, messages: list[Message]) -> int: ...
+from docqa.generate import Message
 
 
 class TransformersGenerator:

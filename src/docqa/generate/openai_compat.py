@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from docqa.errors import ModelError, SettingsError
-from docqa.generate.hf import Message
+from docqa.generate import Message
 from docqa.settings import Settings
 
 EXTRA_HINT = "pip install 'docqa[openai]' (llama-index-llms-openai-like)"

@@ -55,7 +55,8 @@ PACKAGED = {
         "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
     ),
 }
-PROFILES = {"default": "qwen2.5-coder-1.5b-instruct-q4_k_m", "small": "qwen2.5-coder-0.5b-instruct-q4_k_m"}
+# settings.Profile -> the packaged model it names (tests/test_models.py checks the keys match PROFILES).
+PROFILE_MODELS = {"default": "qwen2.5-coder-1.5b-instruct-q4_k_m", "small": "qwen2.5-coder-0.5b-instruct-q4_k_m"}
 
 
 def log(message: str) -> None:
@@ -157,7 +158,7 @@ def resolve_generator(profile: str, llm_model: str | None, cache_dir: Path) -> t
     `llm_model` may be a packaged name, a local .gguf file, a local folder or a hub id.
     """
     if llm_model is None:
-        llm_model = PROFILES[profile]
+        llm_model = PROFILE_MODELS[profile]
     if llm_model in PACKAGED:
         return llm_model, str(ensure_converted(PACKAGED[llm_model], cache_dir))
     path = Path(llm_model).expanduser()

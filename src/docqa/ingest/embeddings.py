@@ -7,7 +7,7 @@ from typing import Protocol
 
 import numpy as np
 
-from docqa.errors import ModelError
+from docqa.errors import IndexStateError, ModelError
 
 BUNDLED_EMBEDDER = "all-MiniLM-L6-v2"
 
@@ -97,3 +97,13 @@ class SentenceTransformerEmbedder:
 
     def count_tokens(self, text: str) -> int:
         return len(self._tokenizer.tokenize(text))
+
+
+def check_embedder(manifest: dict, embedder: Embedder) -> None:
+    """An index answers only queries embedded by the model that built it."""
+    built = (manifest.get("embed_model"), manifest.get("dim"))
+    if built != (embedder.name, embedder.dim):
+        raise IndexStateError(
+            f"the index was built with {built[0]} ({built[1]} dimensions), not {embedder.name} ({embedder.dim})",
+            "run `docqa index --rebuild`, or set embed_model back",
+        )
