@@ -5,7 +5,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from docqa.ingest.embeddings import SentenceTransformerEmbedder, cpu_has_fast_bf16, resolve_embed_dtype
+from docqa.cpu import cpu_has_fast_bf16
+from docqa.ingest.embeddings import SentenceTransformerEmbedder, resolve_embed_dtype
 
 TEXTS = [
     "What was China's urbanization rate in 2019?",

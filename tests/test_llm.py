@@ -66,3 +66,12 @@ def test_lookup_draft_prefers_longest_latest_match():
     assert lookup_draft([4, 5, 6, 5], 2) == [6, 5]  # falls back to the 1-gram [5]
     assert lookup_draft([4, 5, 6], 2) == []
     assert lookup_draft([4, 5, 4], 0) == []
+
+
+def test_auto_dtype_is_bf16_only_where_the_cpu_multiplies_it(monkeypatch):
+    from docqa import cpu
+
+    monkeypatch.setattr(cpu, "cpu_has_fast_bf16", lambda: False)  # an AVX2-only CPU: bf16 is emulated there
+    assert cpu.resolve_dtype("auto") == "float32" and cpu.resolve_dtype("auto", gpu=True) == "bfloat16"
+    monkeypatch.setattr(cpu, "cpu_has_fast_bf16", lambda: True)  # AVX512-BF16 or AMX
+    assert cpu.resolve_dtype("auto") == "bfloat16" and cpu.resolve_dtype("float32") == "float32"

