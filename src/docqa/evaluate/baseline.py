@@ -7,12 +7,13 @@ wrapped as LlamaIndex components, so the comparison is about the pipeline, not t
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Iterator
 from typing import Any
 
 from docqa.answering.checks import declined
-from docqa.generate import Generator
+from docqa.generate import Generator, count_text_tokens
 from docqa.ingest.embeddings import Embedder
 from docqa.settings import Settings
 from docqa.types import Answer, Chunk, Passage
@@ -57,29 +58,29 @@ def build_naive(settings: Settings, embedder: Embedder, generator: Generator, ma
     index = VectorStoreIndex.from_documents(documents, embed_model=DocqaEmbedding(model_name=embedder.name))
     engine = index.as_query_engine(llm=DocqaLLM())
 
-    def ask(question: str) -> Answer:
-        started = time.perf_counter()
-        response = engine.query(question)
-        elapsed = (time.perf_counter() - started) * 1000
-        text = str(response).strip()
-        passages = []
-        for n, node in enumerate(response.source_nodes, start=1):
-            content = node.node.get_content()
-            chunk = Chunk(node.node.node_id, node.node.metadata.get("file_name", "?"), content, 0, len(content))
-            passages.append(Passage(n, chunk, float(node.score or 0.0)))
-        tokenizer = getattr(generator, "tokenizer", None)
-        tokens = len(tokenizer.encode(text)) if tokenizer is not None else len(text.split())
-        return Answer(
-            question=question,
-            answer=text,
-            abstained=declined(text),
-            citations=[],  # the starter pipeline does not cite
-            retrieved=passages,
-            # No streaming in the starter engine: the first token arrives with the whole answer.
-            timings={"first_token_ms": elapsed, "total_ms": elapsed},
-            model=f"naive-llamaindex/{generator.name}",
-            abstain_reason="model declined" if declined(text) else None,
-            usage={"answer_tokens": tokens},
-        )
+    return functools.partial(naive_answer, engine, generator)
 
-    return ask
+
+def naive_answer(engine: Any, generator: Generator, question: str) -> Answer:
+    """Ask the starter query engine; its sources become the retrieved passages (it cites nothing)."""
+    started = time.perf_counter()
+    response = engine.query(question)
+    elapsed = (time.perf_counter() - started) * 1000
+    text = str(response).strip()
+    passages = []
+    for n, node in enumerate(response.source_nodes, start=1):
+        content = node.node.get_content()
+        chunk = Chunk(node.node.node_id, node.node.metadata.get("file_name", "?"), content, 0, len(content))
+        passages.append(Passage(n, chunk, float(node.score or 0.0)))
+    return Answer(
+        question=question,
+        answer=text,
+        abstained=declined(text),
+        citations=[],  # the starter pipeline does not cite
+        retrieved=passages,
+        # No streaming in the starter engine: the first token arrives with the whole answer.
+        timings={"first_token_ms": elapsed, "total_ms": elapsed},
+        model=f"naive-llamaindex/{generator.name}",
+        abstain_reason="model declined" if declined(text) else None,
+        usage={"answer_tokens": count_text_tokens(generator, text)},
+    )
