@@ -1,4 +1,6 @@
-from docqa.answering.checks import check_citations, declined, parse_markers, unsupported_numbers
+import pytest
+
+from docqa.answering.checks import check_citations, declined, parse_markers, unsupported_names, unsupported_numbers
 from docqa.types import Chunk, Passage
 
 
@@ -52,3 +54,29 @@ def test_declined_and_numbers():
     assert not declined("It rose to 60.60% [1].")
     assert unsupported_numbers("It was 6.06% in 2019 [1].", ["in 2019 it was 60.60%"]) == {"6.06"}
     assert unsupported_numbers("Listed in 2013 [2].", ["listed in 2013"]) == set()
+
+
+# Names and numbers with digits and inner punctuation, as real manuals write them. Each pair is
+# (how the question or answer writes it, how the passage writes it): none may look "missing".
+SPELLINGS = [
+    ("What does Libtasn1 parse?", "Libtasn1 is a library that parses ASN.1 structures."),
+    ("What does libtasn parse? Libtasn is a library.", "Libtasn1 is a library that parses ASN.1 structures."),
+    ("Which ASN.1 types are supported?", "Libtasn1 is a library that parses ASN.1 structures."),
+    ("How did COVID-19 affect farmers?", "COVID-19 cut the incomes of farmers."),
+    ("Does it run on Python3.11?", "It supports Python 3.11 and later."),
+    ("What changed in v2.0?", "Version v2.0 removed the old parser."),
+    ("Was the rate 60.60% in 2019?", "In 2019 the urbanization rate was 60.60%."),
+]
+
+
+@pytest.mark.parametrize(("text", "passage"), SPELLINGS)
+def test_names_and_numbers_with_digits_are_found_in_the_passage(text, passage):
+    assert unsupported_names(text, [passage]) == set()
+    assert unsupported_numbers(text, [passage]) == set()
+
+
+def test_a_different_version_or_product_is_still_missing():
+    passage = "Libtasn1 4.19 parses ASN.1 structures on Python 3.11."
+    assert unsupported_numbers("What is new in Libtasn1 5.2?", [passage]) == {"5.2"}
+    assert unsupported_names("Does GnuTLS parse ASN.1?", [passage]) == {"GnuTLS"}
+    assert unsupported_names("Is Python3.12 supported?", [passage]) == {"Python3.12"}

@@ -151,7 +151,10 @@ _NOT_NAMES = frozenset(
     " according in on of for to and or but if tell give list name explain describe compare please essay document"
     " documents passage passages text article author source sources".split()
 )
-_NAME = re.compile(r"\b[A-Z][a-zA-Z']+(?:[ -][A-Z][a-zA-Z']+)*")
+# A capitalised word, digits and inner dots included ("Libtasn1", "ASN.1", "Python3.11"; a
+# sentence's final stop is not part of it), then more such words joined by a space or a hyphen.
+_WORD = r"[A-Z](?:[A-Za-z0-9']|\.(?=[A-Za-z0-9]))+"
+_NAME = re.compile(rf"\b{_WORD}(?:[ -]{_WORD})*")
 
 
 def names(text: str) -> set[str]:
@@ -184,10 +187,43 @@ def unsupported_names(text: str, sources: list[str]) -> set[str]:
     set()
     >>> unsupported_names("What was China's rate?", ["China had a rate."])
     set()
+    >>> unsupported_names("Is Libtasn1 thread-safe? And Python3.11?", ["libtasn1 is safe on Python 3.11"])
+    set()
     """
-    known = set().union(*(tokenize(s) for s in sources)) if sources else set()
+    known = known_forms(sources)
     # One-letter tokens ("s" of "China's") say nothing about whether the name is there.
-    return {name for name in names(text) if any(len(t) > 1 and t not in known for t in tokenize(name))}
+    return {name for name in names(text) if any(len(t) > 1 and _squash(t) not in known for t in tokenize(name))}
+
+
+def _squash(token: str) -> str:
+    """A token without its punctuation, so spellings of one name compare equal.
+
+    >>> _squash("asn.1"), _squash("python3.11")
+    ('asn1', 'python311')
+    """
+    return re.sub(r"[^a-z0-9]", "", token)
+
+
+def known_forms(sources: list[str]) -> set[str]:
+    """Every token of the sources in squashed form, plus two spellings of the same name.
+
+    A token that ends in digits is also known without them ("Libtasn" for "libtasn1"), and two
+    adjacent tokens also as one ("Python3.11" for "Python 3.11", "COVID19" for "COVID-19").
+
+    >>> sorted(known_forms(["Libtasn1 on Python 3.11"]))
+    ['311', 'libtasn', 'libtasn1', 'libtasn1python', 'python', 'python311']
+    """
+    forms: set[str] = set()
+    for source in sources:
+        tokens = [_squash(t) for t in tokenize(source)]
+        for i, token in enumerate(tokens):
+            forms.add(token)
+            stripped = token.rstrip("0123456789")
+            if stripped and stripped != token:
+                forms.add(stripped)
+            if i + 1 < len(tokens):
+                forms.add(token + tokens[i + 1])
+    return forms
 
 
 def unsupported_numbers(answer: str, sources: list[str]) -> set[str]:
