@@ -171,3 +171,39 @@ def test_passage_labels_are_short_and_name_files_only_when_there_are_several():
     assert one_file == "[1] (Why the two strategies of poverty alleviation and …)\ntext 1\n\n[2]\ntext 2"
     two_files = format_passages([_passage(1, "a/report.pdf", "Costs", page=3), _passage(2, "notes.md")])
     assert two_files == "[1] (report, Costs, page 3)\ntext 1\n\n[2] (notes)\ntext 2"
+
+
+def quoting(first: str, quote: str):
+    """A model that answers `first` to the answer prompt and `quote` to the second attempt's prompt."""
+    calls: list[str] = []
+
+    def reply(messages):
+        calls.append("quote" if "quoting the numbered passages" in messages[0]["content"] else "answer")
+        return quote if calls[-1] == "quote" else first
+
+    return reply, calls
+
+
+def test_a_decline_with_confident_retrieval_gets_a_quoted_second_attempt(make_pipeline):
+    reply, calls = quoting("The documents do not say.", "The harvest begins in March and ends in October [1].")
+    answer = make_pipeline(reply, retry_min_score=0.0).ask("When does the tea harvest begin?")
+    assert calls == ["answer", "quote"]
+    assert not answer.abstained and "March" in answer.answer and [c.n for c in answer.citations] == [1]
+    assert any("quotes the passage" in n for n in answer.notices)
+
+
+def test_a_quote_that_does_not_address_the_question_stays_refused(make_pipeline):
+    reply, calls = quoting("The documents do not say.", "The Hani terraces cover 16,603 hectares [1].")
+    answer = make_pipeline(reply, retry_min_score=0.0).ask("When does the tea harvest begin?")
+    assert calls == ["answer", "quote"] and answer.abstained
+    assert "does not address the question (second attempt)" in answer.abstain_reason
+    assert answer.abstain_reason.startswith("the model said the passages don't answer")
+
+
+def test_no_second_attempt_below_retry_min_score_or_for_other_failures(make_pipeline):
+    reply, calls = quoting("The documents do not say.", "The harvest begins in March [1].")
+    assert make_pipeline(reply, retry_min_score=0.99).ask("When does the tea harvest begin?").abstained
+    assert calls == ["answer"]  # retrieval not confident enough: one call
+    reply, calls = quoting("Farmers picked 450 tonnes in 2020 [1].", "Farmers picked 120 tonnes in 2020 [1].")
+    answer = make_pipeline(reply, retry_min_score=0.0).ask("How much tea did Pu'er farmers pick in 2020?")
+    assert calls == ["answer"] and "450" in answer.abstain_reason  # an invented number is not retried

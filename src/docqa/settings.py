@@ -71,6 +71,11 @@ class Settings(BaseModel):
     # bundled set put it at 0.175 (answerable questions scored >= 0.22, off-topic ones <= 0.13).
     min_score: float = Field(0.175, ge=-1, le=1)
 
+    # A second attempt when the model says the passages don't answer although retrieval is confident
+    # (best cosine >= retry_min_score): the model is asked to quote the answering sentence, and the
+    # quote is kept only if it passes the same checks and shares the question's key terms.
+    retry_min_score: float | None = Field(0.3, ge=-1, le=1)  # None: never retry
+
     # Generation.
     max_new_tokens: int = Field(160, ge=1, le=4096)
     max_question_chars: int = Field(2000, ge=10)

@@ -264,3 +264,25 @@ def judge(raw: str, passages: list[Passage], questions: list[str]) -> tuple[str,
     if not citations:
         return raw, [], "no passage supports the draft answer"
     return checked, citations, None
+
+
+# Words a question asks with, not what it is about.
+_ASKING = frozenset(tokenize("say says said mention mentions according document documents essay passage passages text"))
+
+
+def addresses(question: str, answer: str, min_share: float = 0.5) -> bool:
+    """Does the answer speak to the question: every number it asks about, and half its other key words?
+
+    Guards the second attempt: a quoted sentence can be well supported by its passage and still
+    be about something else.
+
+    >>> addresses("What was the urbanization rate in 2019?", "In 2019 the urbanization rate was 60.60% [1].")
+    True
+    >>> addresses("What was the rural population in 1995?", "The urbanization rate rose to 60.60% in 2019 [2].")
+    False
+    """
+    terms = {t for t in tokenize(question) if t not in _ASKING}
+    said = set(tokenize(strip_markers(answer)))
+    if not terms or any(t[0].isdigit() and t not in said for t in terms):
+        return False
+    return len(terms & said) / len(terms) >= min_share

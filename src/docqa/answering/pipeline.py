@@ -159,8 +159,11 @@ class Pipeline:
                 yield StreamEvent(text)
             yield StreamEvent(answer=self.finish(turn, found.passages, text, reason))
             return
-        draft = yield from self.generate(turn, found.passages, max_new_tokens or self.settings.max_new_tokens)
+        max_new = max_new_tokens or self.settings.max_new_tokens
+        draft = yield from self.generate(turn, found.passages, max_new)
         checked, citations, reason = checks.judge(draft.text, found.passages, [turn.query, turn.text])
+        if reason is not None and self.may_retry(draft, found):
+            draft, (checked, citations, reason) = self.second_attempt(turn, found.passages, max_new, draft, reason)
         if reason is not None:
             answer = self.finish(turn, found.passages, ABSTAIN_TEXT, reason, usage=draft.usage, draft=draft.text)
         else:
@@ -196,24 +199,52 @@ class Pipeline:
             )
         return found
 
-    def generate(self, turn: Turn, passages: list[Passage], max_new_tokens: int) -> Iterator[StreamEvent]:
+    def may_retry(self, draft: Draft, found: Retrieval) -> bool:
+        """A second attempt only where the model declined although retrieval is confident."""
+        floor = self.settings.retry_min_score
+        return floor is not None and found.best_score >= floor and (not draft.text or checks.declined(draft.text))
+
+    def second_attempt(
+        self, turn: Turn, passages: list[Passage], max_new_tokens: int, first: Draft, first_reason: str
+    ) -> tuple[Draft, tuple[str, list[Citation], str | None]]:
+        """Ask again for the sentence that answers, quoted; keep it only if it passes the judge and
+        addresses the question. Not streamed: the page shows the first draft until the answer replaces it.
+        """
+        attempt = self.generate(turn, passages, max_new_tokens, system="quote_system")
+        while True:
+            try:
+                next(attempt)
+            except StopIteration as done:
+                draft: Draft = done.value
+                break
+        verdict = checks.judge(draft.text, passages, [turn.query, turn.text])
+        if verdict[2] is None and not checks.addresses(turn.query, verdict[0]):
+            verdict = (draft.text, [], "the second attempt quoted a passage that does not address the question")
+        if verdict[2] is not None:
+            return first, (first.text, [], f"{first_reason}; {verdict[2]} (second attempt)")
+        turn.notices.append("The first draft declined; this answer quotes the passage that answers.")
+        return draft, verdict
+
+    def generate(
+        self, turn: Turn, passages: list[Passage], max_new_tokens: int, system: str = "answer_system"
+    ) -> Iterator[StreamEvent]:
         """Stream the model's draft as events; returns the `Draft` (via StopIteration) for the judge."""
-        messages = self.prompts.answer_messages(turn.query, passages)
+        messages = self.prompts.answer_messages(turn.query, passages, system)
         generator = self.generator
         t0 = time.perf_counter()
+        first_s = 0.0  # seconds to this call's first piece: its prefill, for the speed model
         pieces: list[str] = []
         for piece in generator.stream(messages, max_new_tokens):
             if not pieces:
-                turn.timings["first_token_ms"] = turn.elapsed_ms()
+                first_s = time.perf_counter() - t0
+                turn.timings.setdefault("first_token_ms", turn.elapsed_ms())
             pieces.append(piece)
             yield StreamEvent(piece)
-        turn.timings["generate_ms"] = ms(t0)
+        generate_s = time.perf_counter() - t0
+        turn.timings["generate_ms"] = turn.timings.get("generate_ms", 0.0) + generate_s * 1000
         raw = "".join(pieces).strip()
         usage = {"prompt_tokens": generator.count_tokens(messages), "answer_tokens": count_text_tokens(generator, raw)}
-        prefill_s = (turn.timings["first_token_ms"] - turn.elapsed_ms() + ms(t0)) / 1000
-        self.speed.observe(
-            usage["prompt_tokens"], usage["answer_tokens"], prefill_s, turn.timings["generate_ms"] / 1000
-        )
+        self.speed.observe(usage["prompt_tokens"], usage["answer_tokens"], first_s, generate_s)
         return Draft(raw, usage)
 
     def finish(

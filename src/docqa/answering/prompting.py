@@ -18,6 +18,7 @@ from docqa.types import Passage
 TEMPLATES = {
     "answer_system": set(),
     "answer_user": {"passages", "question"},
+    "quote_system": set(),  # the second attempt after the model declined: quote the answering sentence
     "rewrite_system": set(),
     "rewrite_user": {"history", "question"},
 }
@@ -56,10 +57,13 @@ class Prompts:
             raise ValueError(f"{name} takes {sorted(TEMPLATES[name])}, got {sorted(values)}")
         return self.templates[name].substitute(values)
 
-    def answer_messages(self, query: str, passages: list[Passage]) -> list[Message]:
-        """The chat messages that ask the model to answer `query` from the numbered `passages`."""
+    def answer_messages(self, query: str, passages: list[Passage], system: str = "answer_system") -> list[Message]:
+        """The chat messages that ask the model to answer `query` from the numbered `passages`.
+
+        `system` names the system prompt: "answer_system", or "quote_system" for the second attempt.
+        """
         return [
-            {"role": "system", "content": self.render("answer_system")},
+            {"role": "system", "content": self.render(system)},
             {"role": "user", "content": self.render("answer_user", passages=format_passages(passages), question=query)},
         ]
 
