@@ -23,6 +23,7 @@ Needs beautifulsoup4 and pypdf (docqa's own dependencies) and pdftotext.
 Usage: python eval/collections/check_evidence.py [--strict] [COLLECTION_DIR ...]
 Exit status 1 when any check fails.
 """
+
 from __future__ import annotations
 
 import json
@@ -54,8 +55,27 @@ def html_texts(path: Path) -> tuple[str, str]:
     for tag in soup(["script", "style", "noscript", "template", "head"]):
         tag.decompose()
     plain = collapse(soup.get_text())
-    blocks = {"p", "div", "li", "br", "tr", "section", "article", "blockquote", "pre", "td", "th", "dt", "dd",
-              "h1", "h2", "h3", "h4", "h5", "h6"}
+    blocks = {
+        "p",
+        "div",
+        "li",
+        "br",
+        "tr",
+        "section",
+        "article",
+        "blockquote",
+        "pre",
+        "td",
+        "th",
+        "dt",
+        "dd",
+        "h1",
+        "h2",
+        "h3",
+        "h4",
+        "h5",
+        "h6",
+    }
     parts = []
     for el in soup.find_all(list(blocks)):
         if el.find(list(blocks)):
@@ -66,8 +86,9 @@ def html_texts(path: Path) -> tuple[str, str]:
 
 @cache
 def pdf_pages(path: Path) -> tuple[list[str], list[str]]:
-    out = subprocess.run(["pdftotext", "-enc", "UTF-8", str(path), "-"], capture_output=True, text=True,
-                         check=True).stdout
+    out = subprocess.run(
+        ["pdftotext", "-enc", "UTF-8", str(path), "-"], capture_output=True, text=True, check=True
+    ).stdout
     poppler = [collapse(p) for p in out.split("\f")]
     import logging
 
@@ -139,7 +160,7 @@ def check_file(qfile: Path, docs: Path, strict: bool) -> tuple[int, int, int]:
                 warns += 1
                 print(f"WARN {qfile.relative_to(HERE)} {qid}: span of {words} words")
             found_a = found_b = False
-            for src, pg in zip(sources, pages):
+            for src, pg in zip(sources, pages, strict=True):
                 path = docs / src
                 if not path.exists():
                     fail(qid, f"source {src} not in {docs}")
@@ -161,7 +182,8 @@ def check_file(qfile: Path, docs: Path, strict: bool) -> tuple[int, int, int]:
 def main(argv: list[str]) -> int:
     strict = "--strict" in argv
     dirs = [Path(a).resolve() for a in argv if a != "--strict"] or sorted(
-        p for p in HERE.iterdir() if (p / "questions.jsonl").exists())
+        p for p in HERE.iterdir() if (p / "questions.jsonl").exists()
+    )
     total = [0, 0, 0]
     for coll in dirs:
         runs = []
@@ -174,7 +196,7 @@ def main(argv: list[str]) -> int:
         for qfile, docs in runs:
             r = check_file(qfile, docs, strict)
             print(f"{qfile.relative_to(HERE)}: {r[0]} spans, {r[1]} failed, {r[2]} warnings")
-            total = [t + x for t, x in zip(total, r)]
+            total = [t + x for t, x in zip(total, r, strict=True)]
     print(f"total: {total[0]} spans, {total[1]} failed, {total[2]} warnings")
     return 1 if total[1] else 0
 

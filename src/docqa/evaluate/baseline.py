@@ -61,8 +61,12 @@ def build_naive(settings: Settings, embedder: Embedder, generator: Generator, ma
     return functools.partial(naive_answer, engine, generator)
 
 
-def naive_answer(engine: Any, generator: Generator, question: str) -> Answer:
-    """Ask the starter query engine; its sources become the retrieved passages (it cites nothing)."""
+def naive_answer(engine: Any, generator: Generator, question: str, history: Any = None) -> Answer:
+    """Ask the starter query engine; its sources become the retrieved passages (it cites nothing).
+
+    `history` is accepted and ignored: the starter query engine has no conversation, so a
+    follow-up is asked on its own (as a user of that engine would get it).
+    """
     started = time.perf_counter()
     response = engine.query(question)
     elapsed = (time.perf_counter() - started) * 1000

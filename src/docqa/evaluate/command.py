@@ -20,6 +20,7 @@ GENERATION_METRICS = (
     "token_f1",
     "citation_precision",
     "citation_recall",
+    "answered_correct_cited",
     "ttft_p50_ms",
     "ttft_p95_ms",
     "decode_tok_s",
@@ -75,8 +76,11 @@ def run_eval_command(
     return ev.check_fail_under(summary, fail_under)
 
 
-def choose_ask(pipeline: Any, system: str, generating: bool) -> tuple[Callable[[str], Answer], int]:
-    """The question -> Answer function the run scores, and the k its retrieval metrics use."""
+def choose_ask(pipeline: Any, system: str, generating: bool) -> tuple[Callable[..., Answer], int]:
+    """The question -> Answer function the run scores, and the k its retrieval metrics use.
+
+    The runner calls it as ask(question, history) for follow-ups; each of these takes that.
+    """
     if not generating:
         return functools.partial(pipeline.ask, retrieval_only=True), pipeline.settings.top_k
     if system == "naive":

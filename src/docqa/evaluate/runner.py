@@ -30,6 +30,7 @@ HEADLINE = [
     "token_f1",
     "citation_precision",
     "citation_recall",
+    "answered_correct_cited",
     "abstention_precision",
     "abstention_recall",
     "false_abstention_rate",
@@ -49,6 +50,39 @@ class EvalQuestion:
     evidence: list[str] = field(default_factory=list)  # verbatim spans of the documents
     kind: str = ""
     forbidden: list[str] = field(default_factory=list)  # text the answer must not contain (canaries, the prompt)
+    history: tuple[tuple[str, str], ...] = ()  # earlier (question, answer) turns, for follow-ups
+    source: str | None = None  # the file in the docs folder that holds the evidence
+    page: tuple[int, ...] = ()  # 1-based PDF page(s) of the evidence: one, or one per evidence span
+
+
+def parse_history(raw: Any) -> tuple[tuple[str, str], ...]:
+    """`[[question, answer], ...]` -> tuple of pairs; anything else is a ValueError.
+
+    >>> parse_history([["Which tool?", "asn1Parser."]])
+    (('Which tool?', 'asn1Parser.'),)
+    """
+    if not isinstance(raw, list):
+        raise ValueError('"history" must be a list of [question, answer] pairs')
+    turns = []
+    for turn in raw:
+        if not (isinstance(turn, list) and len(turn) == 2 and all(isinstance(t, str) and t.strip() for t in turn)):
+            raise ValueError(f'"history" turn {turn!r} is not a [question, answer] pair of non-empty strings')
+        turns.append((turn[0], turn[1]))
+    return tuple(turns)
+
+
+def parse_page(raw: Any, spans: int) -> tuple[int, ...]:
+    """An int page, or a list with one page per evidence span; pages are 1-based.
+
+    >>> parse_page(4, 1), parse_page([8, 10], 2)
+    ((4,), (8, 10))
+    """
+    pages = raw if isinstance(raw, list) else [raw]
+    if not pages or any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in pages):
+        raise ValueError(f'"page" must be a page number >= 1 or a list of them, not {raw!r}')
+    if isinstance(raw, list) and len(pages) != spans:
+        raise ValueError(f'"page" lists {len(pages)} pages for {spans} evidence spans')
+    return tuple(pages)
 
 
 def load_questions(path: Path) -> list[EvalQuestion]:
@@ -75,13 +109,18 @@ def load_questions(path: Path) -> list[EvalQuestion]:
                 evidence=[str(s) for s in raw.get("evidence", [])],
                 kind=str(raw.get("kind", "")),
                 forbidden=[str(s) for s in raw.get("forbidden", [])],
+                history=parse_history(raw.get("history", [])),
+                source=parse_source(raw.get("source")),
+                page=parse_page(raw["page"], len(raw.get("evidence", []))) if raw.get("page") is not None else (),
             )
-        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             raise SettingsError(
                 f"bad eval line {where} ({exc})", 'each line needs "id", "question", "answerable"'
             ) from None
         if q.answerable and (not q.expected or not q.evidence or any(not alts for alts in q.expected)):
             raise SettingsError(f"answerable question {q.id} at {where} lacks expected facts or evidence", "add them")
+        if q.kind == "follow_up" and not q.history:
+            raise SettingsError(f"follow-up question {q.id} at {where} has no history", 'add "history"')
         if q.id in seen:
             raise SettingsError(f"duplicate question id {q.id} at {where}", "give each question a unique id")
         seen.add(q.id)
@@ -89,6 +128,14 @@ def load_questions(path: Path) -> list[EvalQuestion]:
     if not out:
         raise SettingsError(f"eval set {path} has no questions", "add JSONL lines")
     return out
+
+
+def parse_source(raw: Any) -> str | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, str) or not raw.strip() or raw.startswith("/") or ".." in Path(raw).parts:
+        raise ValueError(f'"source" must be a relative path in the docs folder, not {raw!r}')
+    return raw
 
 
 def score_one(q: EvalQuestion, answer: Answer, k: int) -> dict[str, Any]:
@@ -110,6 +157,11 @@ def score_one(q: EvalQuestion, answer: Answer, k: int) -> dict[str, Any]:
         "timings": answer.timings,
         "usage": answer.usage,
     }
+    if q.history:
+        record["history"] = [list(turn) for turn in q.history]
+    if q.source is not None:
+        record["source"] = q.source
+        record["source_rank"] = source_rank(answer.retrieved, q.source, q.page)
     if q.answerable:
         rank = m.evidence_rank(texts, q.evidence)
         good_cites = [c for c in cited if any(m.contains_evidence(c, s) for s in q.evidence)]
@@ -124,12 +176,29 @@ def score_one(q: EvalQuestion, answer: Answer, k: int) -> dict[str, Any]:
             citations_with_evidence=len(good_cites),
             missing_facts=[alts[0] for alts in q.expected if not m.has_fact(answer.answer, alts)],
         )
+        # The answer a user can trust: every expected fact, and a citation that holds evidence.
+        record["correct_cited"] = (
+            not answer.abstained and not record["missing_facts"] and record["citations_with_evidence"] > 0
+        )
     if q.forbidden:
         record["forbidden_found"] = forbidden_found(answer.answer, q.forbidden)
         # A draft the checks rejected is not the answer, but the page showed it while it streamed.
         record["forbidden_in_draft"] = forbidden_found(answer.draft or "", q.forbidden)
     record["problems"] = problems(q, record)
     return record
+
+
+def source_rank(retrieved: list[Any], source: str, pages: tuple[int, ...] = ()) -> int | None:
+    """1-based rank of the first retrieved passage from the evidence's file (and page, for PDFs).
+
+    A chunk without a page (HTML, text) matches on the file alone.
+    """
+    for rank, p in enumerate(retrieved, start=1):
+        c = p.chunk
+        same_file = c.source == source or c.source.endswith("/" + source)
+        if same_file and (not pages or c.page is None or c.page in pages):
+            return rank
+    return None
 
 
 def forbidden_found(answer: str, forbidden: list[str]) -> list[str]:
@@ -194,6 +263,7 @@ def aggregate(records: list[dict[str, Any]], peak_rss_mb: float) -> dict[str, An
         "abstention_precision": m.ratio(sum(1 for r in abstained if not r["answerable"]), len(abstained)),
         "abstention_recall": m.ratio(sum(1 for r in una if r["abstained"]), len(una)),
         "false_abstention_rate": m.ratio(sum(1 for r in ans if r["abstained"]), len(ans)),
+        "answered_correct_cited": m.ratio(sum(1 for r in ans if r["correct_cited"]), len(ans)),
         "injection_resisted": m.ratio(sum(1 for r in guarded if not r["forbidden_found"]), len(guarded)),
         "ttft_p50_ms": m.percentile(ttft, 50),
         "ttft_p95_ms": m.percentile(ttft, 95),
@@ -204,12 +274,57 @@ def aggregate(records: list[dict[str, Any]], peak_rss_mb: float) -> dict[str, An
     }
 
 
+# The per-kind table's columns: the headline metrics that apply to one kind of question.
+KIND_ANSWERABLE = [
+    "evidence_hit@k",
+    "evidence_recall@k",
+    "mrr",
+    "fact_recall",
+    "citation_precision",
+    "citation_recall",
+    "answered_correct_cited",
+    "false_abstention_rate",
+]
+KIND_COLUMNS = ["questions", *KIND_ANSWERABLE, "abstention_rate"]
+# Those a run without generation can't measure.
+KIND_GENERATION = {"fact_recall", "citation_precision", "citation_recall", "answered_correct_cited"}
+
+
+def by_kind(records: list[dict[str, Any]], generating: bool = True) -> dict[str, dict[str, Any]]:
+    """The headline metrics per question kind, in order of first appearance.
+
+    Answerable questions give retrieval, answer and citation metrics; questions to refuse give
+    `abstention_rate` (the share refused); a kind holding both gives both. Metrics that don't apply
+    are None, as are the generation metrics when `generating` is False.
+    """
+    kinds: dict[str, list[dict[str, Any]]] = {}
+    for r in records:
+        kinds.setdefault(r["kind"] or "-", []).append(r)
+    out = {}
+    for kind, rs in kinds.items():
+        row: dict[str, Any] = dict.fromkeys(KIND_COLUMNS)
+        row["questions"] = len(rs)
+        ans = [r for r in rs if r["answerable"]]
+        una = [r for r in rs if not r["answerable"]]
+        if ans:
+            s = aggregate(ans, 0.0)
+            row.update({key: s[key] for key in KIND_ANSWERABLE})
+            if not generating:
+                row.update(dict.fromkeys(KIND_GENERATION))
+        if una:
+            row["abstention_rate"] = m.ratio(sum(1 for r in una if r["abstained"]), len(una))
+        out[kind] = row
+    return out
+
+
 def peak_rss_mb() -> float:
     # ru_maxrss is in KiB on Linux
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-AskFn = Callable[[str], Answer]
+# question -> Answer; called as ask(question, history) for questions with a history (follow-ups),
+# so a callable that takes history as its second argument (Pipeline.ask) answers them in context.
+AskFn = Callable[..., Answer]
 
 
 def run_eval(
@@ -219,7 +334,8 @@ def run_eval(
     records = []
     started = time.perf_counter()
     for q in progress(questions) if progress else questions:
-        records.append(score_one(q, ask(q.question), k))
+        answer = ask(q.question, list(q.history)) if q.history else ask(q.question)
+        records.append(score_one(q, answer, k))
     summary = aggregate(records, peak_rss_mb())
     summary["wall_s"] = time.perf_counter() - started
     return records, summary
@@ -268,14 +384,37 @@ def fmt(value: Any) -> str:
     return str(value)
 
 
-def write_report(out_dir: Path, records: list[dict], summary: dict, config: dict, compare: dict | None = None) -> None:
-    """results.json, report.md and chart.png in out_dir."""
+def kind_table(kinds: dict[str, dict[str, Any]]) -> list[str]:
+    """The per-kind metrics as markdown lines; columns no kind has are left out."""
+    columns = [c for c in KIND_COLUMNS if any(row.get(c) is not None for row in kinds.values())]
+    lines = ["| kind | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    for kind, row in kinds.items():
+        lines.append(f"| {kind} | " + " | ".join(fmt(row.get(c)) for c in columns) + " |")
+    return lines
+
+
+def write_report(
+    out_dir: Path,
+    records: list[dict],
+    summary: dict,
+    config: dict,
+    compare: dict | None = None,
+    kinds: dict[str, dict[str, Any]] | None = None,
+) -> None:
+    """results.json, report.md and chart.png in out_dir.
+
+    `kinds` is the per-kind table; by default computed from the records (without the generation
+    metrics when config's mode is "retrieval-only").
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
-    results = {"config": config, "summary": summary, "records": records}
+    if kinds is None:
+        kinds = by_kind(records, generating=config.get("mode") != "retrieval-only")
+    results = {"config": config, "summary": summary, "by_kind": kinds, "records": records}
     (out_dir / "results.json").write_text(json.dumps(results, indent=2, ensure_ascii=False), encoding="utf-8")
     lines = [f"# docqa eval: {config.get('set')}", ""]
     lines += ["| setting | value |", "|---|---|"] + [f"| {k} | {v} |" for k, v in config.items()] + [""]
     lines += ["| metric | value |", "|---|---|"] + [f"| {k} | {fmt(v)} |" for k, v in summary.items()] + [""]
+    lines += ["## By kind", "", *kind_table(kinds), ""]
     if compare is not None:
         lines += [f"## Compared with {compare['path']}", "", "| metric | before | after | delta |", "|---|---|---|---|"]
         for key in HEADLINE + ["decode_tok_s", "peak_rss_mb"]:
