@@ -48,6 +48,20 @@ class ScriptedGenerator:
         return sum(len(m["content"].split()) for m in messages)
 
 
+def by_prompt(answer: str, rewrite: str = "", quote: str = "") -> Callable[[list[dict]], str]:
+    """A scripted model that tells docqa's prompts apart: `rewrite` for the follow-up rewrite prompt,
+    `quote` for the quoting second attempt, `answer` for the answer prompt."""
+
+    def reply(messages: list[dict]) -> str:
+        if "Follow-up question" in messages[-1]["content"]:
+            return rewrite
+        if "quoting the numbered passages" in messages[0]["content"]:
+            return quote
+        return answer
+
+    return reply
+
+
 def passage_text(messages: list[dict], n: int) -> str:
     """The text of passage [n] as rendered in the user prompt."""
     user = messages[-1]["content"]

@@ -18,22 +18,21 @@ def test_valid_marker_kept():
     assert cites[0].sentences == ("The terraces were listed in 2013.",)
 
 
-def test_marker_to_missing_passage_removed_and_replaced_by_support():
-    text, cites = check_citations("The terraces were listed in 2013 [7].", P)
-    assert text == "The terraces were listed in 2013 [2]."
-    assert [c.n for c in cites] == [2]
+# (draft, the answer after the checks, the passages it cites)
+REPAIRS = [
+    # a marker naming no passage is replaced by the passage that supports the sentence
+    ("The terraces were listed in 2013 [7].", "The terraces were listed in 2013 [2].", [2]),
+    # a marker naming the wrong passage is re-pointed
+    ("The harvest begins in March [3].", "The harvest begins in March [1].", [1]),
+    # a missing marker is attached by overlap, only where a passage supports the sentence
+    ("Tea harvest begins in March. Bananas are yellow.", "Tea harvest begins in March [1]. Bananas are yellow.", [1]),
+]
 
 
-def test_wrong_marker_repointed_to_supporting_passage():
-    text, cites = check_citations("The harvest begins in March [3].", P)
-    assert [c.n for c in cites] == [1]
-    assert text.endswith("[1].")
-
-
-def test_missing_marker_attached_by_overlap_only_when_supported():
-    text, cites = check_citations("Tea harvest begins in March. Bananas are yellow.", P)
-    assert text == "Tea harvest begins in March [1]. Bananas are yellow."
-    assert [c.n for c in cites] == [1]
+@pytest.mark.parametrize(("draft", "checked", "cited"), REPAIRS)
+def test_markers_are_repaired_to_the_supporting_passage(draft, checked, cited):
+    text, cites = check_citations(draft, P)
+    assert text == checked and [c.n for c in cites] == cited
 
 
 def test_only_cited_passages_listed_in_order_of_use():

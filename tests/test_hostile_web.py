@@ -21,6 +21,7 @@ import pytest
 
 from docqa.serve import web
 from docqa.settings import Settings
+from fakes import by_prompt
 from support import serving_app
 
 REPLY = "The harvest begins in March [1]."
@@ -280,12 +281,7 @@ def test_two_chat_sessions_never_share_history(serve):
     """The chat is the page's private start/respond events, not an API; a client speaking Gradio's
     protocol can drive it, and each session keeps its own conversation."""
 
-    def reply(messages: list[dict]) -> str:
-        if "Follow-up question" in messages[-1]["content"]:  # the rewrite prompt
-            return "When does the tea harvest end?"
-        return "The harvest begins in March [1]."
-
-    server = serve(reply)
+    server = serve(by_prompt("The harvest begins in March [1].", rewrite="When does the tea harvest end?"))
     calls = server.pipeline.generator.calls  # every prompt the model was given, in order
 
     def ask(session: str, question: str) -> dict:

@@ -2,7 +2,7 @@ from docqa.answering.budget import SpeedModel
 from docqa.answering.pipeline import ABSTAIN_TEXT
 from docqa.answering.prompting import TEMPLATES, Prompts
 from docqa.answering.question import clean_question, needs_rewrite
-from fakes import passage_text
+from fakes import by_prompt, passage_text
 
 
 def test_answer_cites_checked_passage(make_pipeline):
@@ -67,12 +67,8 @@ def test_retrieval_only_stops_after_the_gate(make_pipeline):
 
 
 def test_follow_up_is_rewritten_only_when_needed(make_pipeline):
-    def reply(messages):
-        if "Follow-up question" in messages[-1]["content"]:
-            return "When were the Hani terraces listed as World Heritage?"
-        return "They were listed in 2013 [1]."
-
-    pipeline = make_pipeline(reply)
+    rewrite = "When were the Hani terraces listed as World Heritage?"
+    pipeline = make_pipeline(by_prompt("They were listed in 2013 [1].", rewrite=rewrite))
     history = [("How large are the Hani terraces?", "16,603 hectares [1].")]
     answer = pipeline.ask("and when were they listed?", history)
     assert answer.standalone_question == "When were the Hani terraces listed as World Heritage?"
@@ -174,12 +170,13 @@ def test_passage_labels_are_short_and_name_files_only_when_there_are_several():
 
 
 def quoting(first: str, quote: str):
-    """A model that answers `first` to the answer prompt and `quote` to the second attempt's prompt."""
-    calls: list[str] = []
+    """A model that answers `first` to the answer prompt and `quote` to the second attempt's; and the
+    list of which prompts it was given, in order."""
+    script, calls = by_prompt(first, quote=quote), []
 
     def reply(messages):
-        calls.append("quote" if "quoting the numbered passages" in messages[0]["content"] else "answer")
-        return quote if calls[-1] == "quote" else first
+        calls.append("quote" if script(messages) == quote and quote != first else "answer")
+        return script(messages)
 
     return reply, calls
 

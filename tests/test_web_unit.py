@@ -18,6 +18,7 @@ from docqa.serve import documents as uploads
 from docqa.serve import render
 from docqa.settings import Settings
 from docqa.types import Answer, Chunk, Citation, Passage
+from fakes import by_prompt
 from support import serving_app
 
 EVIL = (
@@ -276,12 +277,7 @@ def test_chat_stream_streams_then_links_markers(make_pipeline):
 
 
 def test_chat_stream_passes_history_for_follow_ups(make_pipeline):
-    def reply(messages):
-        if "Follow-up question" in messages[-1]["content"]:
-            return "When does the tea harvest end?"
-        return "The harvest ends in October [1]."
-
-    pipeline = make_pipeline(reply)
+    pipeline = make_pipeline(by_prompt("The harvest ends in October [1].", rewrite="When does the tea harvest end?"))
     pipelines = web.Pipelines(pipeline)
     *_, (_, _, history) = web.chat_stream(pipelines, "When does the tea harvest begin?", [])
     *_, (messages, panel, history) = web.chat_stream(pipelines, "and when does it end?", history)
