@@ -63,6 +63,9 @@ def docqa_generate(gen, messages, max_new_tokens: int, reuse_prefix: bool = True
 
 
 def main() -> None:
+    from docqa.cpu import cpu_summary, describe_cpu
+
+    print(f"CPU {describe_cpu(cpu_summary())}", flush=True)  # numbers differ by CPU: say which one
     ap = argparse.ArgumentParser()
     ap.add_argument("--questions", type=int, default=6)
     ap.add_argument("--no-assisted", action="store_true", help="skip the 0.5B draft model")

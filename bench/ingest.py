@@ -80,6 +80,9 @@ def latency(settings, embedder, repeats: int = 10) -> dict:
 
 
 def main() -> None:
+    from docqa.cpu import cpu_summary, describe_cpu
+
+    print(f"CPU {describe_cpu(cpu_summary())}", flush=True)  # numbers differ by CPU: say which one
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--chunks", type=int, default=20000, help="target corpus size in chunks")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "ingest-results.json")

@@ -262,6 +262,9 @@ def print_report(report: dict[str, Any]) -> None:
 
 
 def main() -> None:
+    from docqa.cpu import cpu_summary, describe_cpu
+
+    print(f"CPU {describe_cpu(cpu_summary())}", flush=True)  # numbers differ by CPU: say which one
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--url", help="a running docqa server (default: start one on the bundled docs)")
     ap.add_argument("--clients", type=int, default=8)

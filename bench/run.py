@@ -22,6 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from docqa.cpu import cpu_summary, describe_cpu  # noqa: E402
 from docqa.evaluate import metrics  # noqa: E402
 from docqa.settings import PROFILES, Settings  # noqa: E402
 
@@ -203,8 +204,11 @@ def main() -> None:
     ap.add_argument("--questions", type=int, help="how many eval questions to time [20; 3 with --quick]")
     ap.add_argument("--no-naive", action="store_true", help="skip the naive LlamaIndex pipeline")
     ap.add_argument("--cold", action="store_true", help="also time a cold start (GGUF conversion into an empty cache)")
-    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results.json")
+    ap.add_argument("--out", type=Path, help="results file [bench/results.json; bench/runs/quick.json with --quick]")
     args = ap.parse_args()
+    # A quick (CI) run never overwrites the committed full results.
+    args.out = args.out or ROOT / "bench" / ("runs/quick.json" if args.quick else "results.json")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
     quick = args.quick
     profile = args.profile or ("small" if quick else "default")
     n_questions = args.questions or (3 if quick else 20)
@@ -218,7 +222,7 @@ def main() -> None:
     )
     results: dict = {
         "date": time.strftime("%Y-%m-%d %H:%M"),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "processor": platform.processor()},
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "cpu": cpu_summary()},
         "profile": profile,
         "quick": quick,
         "settings": {"dtype": settings.dtype, "top_k": settings.top_k, "max_new_tokens": settings.max_new_tokens},
@@ -227,6 +231,7 @@ def main() -> None:
     def say(msg: str) -> None:
         print(f"[bench] {msg}", file=sys.stderr, flush=True)
 
+    say(f"CPU {describe_cpu(results['machine']['cpu'])}")
     bandwidth = memory_bandwidth_gbs()
     results["memory_bandwidth_gbs"] = bandwidth
     say(f"memory read bandwidth {bandwidth:.1f} GB/s")
@@ -282,6 +287,7 @@ def main() -> None:
     args.out.write_text(json.dumps(results, indent=2))
 
     print(f"\ndocqa bench ({profile} profile, {len(questions)} questions) -> {args.out}")
+    print(f"CPU {describe_cpu(results['machine']['cpu'])}")
     print(f"{'measure':<28} {'value':>10}   target")
     for row in results["targets"]:
         got = "–" if row["got"] is None else f"{row['got']:.2f}"

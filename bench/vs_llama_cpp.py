@@ -24,6 +24,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:
+    from docqa.cpu import cpu_summary, describe_cpu
+
+    print(f"CPU {describe_cpu(cpu_summary())}", flush=True)  # numbers differ by CPU: say which one
     ap = argparse.ArgumentParser()
     ap.add_argument("--site", type=Path, help="site-packages holding llama_cpp")
     ap.add_argument("--questions", type=int, default=10)

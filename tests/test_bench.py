@@ -26,3 +26,5 @@ def test_bench_quick_writes_results(tmp_path):
     assert results["docqa"]["answer_s"]["n"] == 3
     assert results["retrieval"]["10000"]["latency_ms"]["median"] > 0
     assert "speedup_vs_naive" in proc.stdout
+    assert results["machine"]["cpu"]["model"] and "avx512_bf16" in results["machine"]["cpu"]
+    assert "CPU " in proc.stdout and "avx512_bf16" in proc.stdout  # the flags are printed with the numbers
