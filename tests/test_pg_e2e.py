@@ -9,7 +9,8 @@ import pytest
 pytest.importorskip("llama_index.vector_stores.postgres")
 
 from pgtest import pg_url  # noqa: E402,F401  (the session-scoped server fixture)
-from test_e2e import URBANIZATION_Q, run_cli  # noqa: E402
+from support import URBANIZATION_Q  # noqa: E402
+from test_e2e import docqa  # noqa: E402
 
 pytestmark = pytest.mark.e2e
 
@@ -18,14 +19,14 @@ def test_index_and_ask_on_pgvector(pg_url, tmp_path):  # noqa: F811
     settings = tmp_path / "docqa.toml"
     settings.write_text(f'vector_store = "pgvector"\npg_url = "{pg_url}"\npg_table = "e2e"\n')
     index_dir = tmp_path / "index"
-    proc = run_cli(["index", "--settings", str(settings)], index_dir)
+    proc = docqa(["index", "--settings", str(settings)], index_dir)
     assert proc.returncode == 0, proc.stderr
     assert "index written" in proc.stdout and "chunks from 1 files" in proc.stdout
     assert not index_dir.exists()  # nothing went to the FAISS folder
-    proc = run_cli(["index", "--settings", str(settings)], index_dir)
+    proc = docqa(["index", "--settings", str(settings)], index_dir)
     assert "index up to date" in proc.stdout and "embedded 0 chunks" in proc.stdout
 
-    proc = run_cli(["ask", "--json", "--settings", str(settings), URBANIZATION_Q], index_dir)
+    proc = docqa(["ask", "--json", "--settings", str(settings), URBANIZATION_Q], index_dir)
     assert proc.returncode == 0, proc.stderr
     answer = json.loads(proc.stdout)
     assert "60.60%" in answer["retrieved"][0]["text"]  # pgvector + PostgreSQL full-text, fused by RRF
