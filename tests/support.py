@@ -11,6 +11,7 @@
   (`serving_app` yields url, settings and the Gradio app); `small_pipeline(root)`: the real small
   models over a copy of the bundled docs.
 - `wait_until(predicate, ...)`: poll a condition instead of sleeping a fixed time.
+- `passage(n, text)`, `fake_answer(text, passages, cited)`: hand-made answers for the eval metrics.
 - `make_pdf(pages)`, `encrypted_pdf(text, user_password)`: small PDFs built in memory.
 """
 
@@ -195,6 +196,35 @@ def small_pipeline(root: Path, **settings: Any):
     shutil.copytree(DOCS, root / "docs")
     s = Settings(**{"profile": "small", "docs_dir": root / "docs", "index_dir": root / "index", **settings})
     return Pipeline.from_settings(s)
+
+
+# --- hand-made answers (for the eval metrics) ---------------------------------------------------
+
+
+def passage(n: int, text: str, source: str = "a.txt", page: int | None = None):
+    """Retrieved passage number n, score 0.5, holding `text` from `source`."""
+    from docqa.types import Chunk, Passage
+
+    return Passage(n, Chunk(f"c{n}", source, text, 0, len(text), page=page), 0.5)
+
+
+def fake_answer(text: str, passages: list, cited: list[int], abstained: bool = False, reason: str | None = None):
+    """An Answer to "q" with `passages` retrieved and the numbers in `cited` cited, from a model "fake"
+    that took 1 s to the first token and 3 s in all, writing 21 tokens."""
+    from docqa.types import Answer, Citation
+
+    by_n = {p.n: p for p in passages}
+    return Answer(
+        question="q",
+        answer=text,
+        abstained=abstained,
+        citations=[Citation(by_n[n]) for n in cited],
+        retrieved=passages,
+        timings={"first_token_ms": 1000.0, "total_ms": 3000.0},
+        model="fake",
+        abstain_reason=reason,
+        usage={"answer_tokens": 21},
+    )
 
 
 # --- documents ----------------------------------------------------------------------------------

@@ -7,26 +7,8 @@ import pytest
 from docqa.errors import SettingsError
 from docqa.evaluate import metrics as m
 from docqa.evaluate import runner as ev
-from docqa.types import Answer, Chunk, Citation, Passage
-
-
-def P(n: int, text: str) -> Passage:
-    return Passage(n, Chunk(f"c{n}", "a.txt", text, 0, len(text)), 0.5)
-
-
-def answer(text: str, passages: list[Passage], cited: list[int], abstained: bool = False) -> Answer:
-    by_n = {p.n: p for p in passages}
-    return Answer(
-        question="q",
-        answer=text,
-        abstained=abstained,
-        citations=[Citation(by_n[n]) for n in cited],
-        retrieved=passages,
-        timings={"first_token_ms": 1000.0, "total_ms": 3000.0},
-        model="fake",
-        usage={"answer_tokens": 21},
-    )
-
+from support import fake_answer as answer
+from support import passage as P
 
 Q1 = ev.EvalQuestion("q1", "rate in 2019?", True, [["60.60%", "60.6%"], ["2019"]], ["rate was 60.60% in 2019"])
 Q2 = ev.EvalQuestion("q2", "population?", True, [["550 million"]], ["dropped to 550 million"])
