@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
-from typing import Literal, TypeVar
+from typing import TypeVar
 
 from docqa.retrieve.bm25 import tokenize
+from docqa.settings import Mode  # noqa: F401 - re-exported; the retrieval modes are named once, in settings
 from docqa.types import Passage
 
-Mode = Literal["hybrid", "dense", "bm25"]
 T = TypeVar("T")
 K = TypeVar("K", bound=Hashable)  # a chunk key: a FAISS row or a pgvector node id
 RRF_K = 60  # the constant from Cormack et al. (2009); damps the weight of the very top ranks
