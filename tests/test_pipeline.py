@@ -204,3 +204,25 @@ def test_no_second_attempt_below_retry_min_score_or_for_other_failures(make_pipe
     reply, calls = quoting("Farmers picked 450 tonnes in 2020 [1].", "Farmers picked 120 tonnes in 2020 [1].")
     answer = make_pipeline(reply, retry_min_score=0.0).ask("How much tea did Pu'er farmers pick in 2020?")
     assert calls == ["answer"] and "450" in answer.abstain_reason  # an invented number is not retried
+
+
+def test_each_side_of_a_comparison_is_searched_and_gets_a_slot(make_pipeline, monkeypatch):
+    pipeline = make_pipeline("unused", top_k=2)
+    real, searched = pipeline.retriever.retrieve, []
+    question = "How do the tea harvest and the rice terraces compare?"
+
+    def spy(query, top_k, mode):
+        searched.append(query)
+        found = real(query, top_k, mode)
+        if query == question:  # as if, ranked as one, the tea side filled every slot
+            found.passages = [p for p in found.passages if "Rice" not in p.chunk.text]
+        return found
+
+    monkeypatch.setattr(pipeline.retriever, "retrieve", spy)
+    answer = pipeline.ask(question, retrieval_only=True)
+    assert searched == [question, "How do the tea harvest compare?", "How do the rice terraces compare?"]
+    assert [p.chunk.heading for p in answer.retrieved] == ["Tea in Yunnan", "Rice terraces"]
+    searched.clear()
+    pipeline.settings = pipeline.settings.model_copy(update={"search_parts": False})
+    assert [p.chunk.heading for p in pipeline.ask(question, retrieval_only=True).retrieved] == ["Tea in Yunnan"]
+    assert searched == [question]

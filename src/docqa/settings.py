@@ -67,6 +67,9 @@ class Settings(BaseModel):
     # exact terms (numbers, names) carry more signal, and 2.0 measured best (eval/README.md).
     bm25_weight: float = Field(2.0, ge=0)
     dedup_threshold: float = Field(0.8, gt=0, le=1)
+    # Search each part of a multi-part or comparison question too, so every part's best passage is
+    # among the top_k (answering/question.split_parts, retrieve/parts.cover_parts).
+    search_parts: bool = True
     # Best dense cosine below this: abstain without calling the model. `docqa eval --calibrate` on the
     # bundled set put it at 0.175 (answerable questions scored >= 0.22, off-topic ones <= 0.13).
     min_score: float = Field(0.175, ge=-1, le=1)

@@ -15,12 +15,13 @@ from typing import Any
 from docqa.answering import checks
 from docqa.answering.budget import SpeedModel, fit_budget
 from docqa.answering.prompting import Prompts
-from docqa.answering.question import History, clean_question, needs_rewrite, paired_with_last, rewrite
+from docqa.answering.question import History, clean_question, needs_rewrite, paired_with_last, rewrite, split_parts
 from docqa.generate import Generator, count_text_tokens, load_generator
 from docqa.generate.weights import log
 from docqa.ingest.embeddings import Embedder, check_embedder
 from docqa.ingest.indexer import IndexReport, Progress
 from docqa.retrieve.fusion import Mode, Retrieval
+from docqa.retrieve.parts import cover_parts
 from docqa.settings import Settings, apply_runtime_settings
 from docqa.stores import SearchIndex, open_retriever, update_index
 from docqa.types import Answer, Citation, Passage, StreamEvent
@@ -190,7 +191,11 @@ class Pipeline:
         """The passages for the turn's query, cut to fit the time budget when there is one."""
         s = self.settings
         t0 = time.perf_counter()
-        found = self.retriever.retrieve(turn.query, top_k or s.top_k, mode or s.retrieval)
+        k, mode = top_k or s.top_k, mode or s.retrieval
+        found = self.retriever.retrieve(turn.query, k, mode)
+        parts = split_parts(turn.query) if s.search_parts else []
+        if parts:  # a multi-part or comparison question: each part's best passage gets a slot
+            found = cover_parts(found, [self.retriever.retrieve(p, k, mode) for p in parts], k, s.dedup_threshold)
         turn.timings["retrieve_ms"] = ms(t0)
         if s.answer_budget_s:
             seconds_left = s.answer_budget_s - turn.elapsed_ms() / 1000

@@ -9,7 +9,7 @@ from docqa.answering.checks import strip_markers
 from docqa.answering.prompting import Prompts
 from docqa.errors import QuestionError
 from docqa.generate import Generator, Message
-from docqa.retrieve.bm25 import tokenize
+from docqa.retrieve.bm25 import STOPWORDS, tokenize
 
 History = Sequence[tuple[str, str]]  # (question, answer) turns, oldest first
 
@@ -74,3 +74,72 @@ def rewrite(question: str, history: History, generator: Generator, prompts: Prom
         # A rambling or empty rewrite: fall back to pairing with the last question.
         rewritten = paired_with_last(question, history)
     return rewritten
+
+
+# Where a question asks a second thing: "..., and what ...", "...; ...", "...? And ...".
+_CLAUSE = re.compile(
+    r"\s*(?:[;?]\s+|,?\s+and\s+(?=(?:what|which|how|why|when|where|who|whose|is|are|does|do|did|can|was|were)\b))",
+    re.I,
+)
+# Words that set two things side by side ("A and B", "A versus B", "A compared with B", "A or B").
+_JOINERS = {"and", "versus", "vs", "vs.", "or"}
+_COMPARED = re.compile(r"\bcompared\s+(?:with|to)\b|\bdiffers?\s+from\b", re.I)
+_ARTICLES = {"the", "a", "an", "its", "their"}
+_NOT_SIDE = STOPWORDS | {"compare", "differ", "differs", "each", "both", "between", "difference"}
+
+
+def split_parts(question: str) -> list[str]:
+    """The separate things a multi-part or comparison question asks, each as its own search; [] for one thing.
+
+    Retrieval for the whole question tends to fill every slot with passages about the first part
+    or one side; a search per part makes sure each part's best passage reaches the model.
+
+    >>> split_parts("What is the default port, and which file sets it?")
+    ['What is the default port', 'which file sets it?']
+    >>> split_parts("How do the default values of work_mem and maintenance_work_mem compare?")
+    ['How do the default values of work_mem compare?', 'How do the default values of maintenance_work_mem compare?']
+    >>> split_parts("When does the harvest begin?")
+    []
+    """
+    clauses = [c for c in _CLAUSE.split(question.strip()) if len(tokenize(c)) >= 2]
+    if len(clauses) > 1:
+        return clauses
+    return compared_sides(question)
+
+
+def compared_sides(question: str) -> list[str]:
+    """The question asked once per side of a comparison; [] when it sets nothing side by side.
+
+    A side is the run of content words next to the joining word, as long as the shorter of the two
+    runs (at most 3), so "A B and C D" gives the sides "A B" and "C D".
+
+    >>> compared_sides("Who is targeted by poverty alleviation versus rural revitalization?")
+    ['Who is targeted by poverty alleviation?', 'Who is targeted by rural revitalization?']
+    >>> compared_sides("How do the tea harvest and the rice terraces compare?")
+    ['How do the tea harvest compare?', 'How do the rice terraces compare?']
+    """
+    words = _COMPARED.sub("versus", question).rstrip("?").split()
+    for i, word in enumerate(words):
+        if word.lower().strip(",") not in _JOINERS or i == 0:
+            continue
+        skip = 1 if i + 1 < len(words) and words[i + 1].lower() in _ARTICLES else 0  # "A and the B"
+        left = _side(list(reversed(words[:i])))[::-1]
+        right = _side(words[i + 1 + skip :])
+        n = min(len(left), len(right))
+        if n == 0:
+            continue
+        before, after = words[: i - n], words[i + 1 + skip + n :]
+        return [" ".join([*before, *side, *after]) + "?" for side in (left[-n:], right[:n])]
+    return []
+
+
+def _side(words: list[str]) -> list[str]:
+    """The first content words of `words` (at most 3), up to a stopword or punctuation."""
+    side: list[str] = []
+    for word in words[:3]:
+        if word.lower().strip(",.") in _NOT_SIDE or not tokenize(word):
+            break
+        side.append(word.strip(","))
+        if word.endswith(","):
+            break
+    return side
