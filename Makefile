@@ -42,7 +42,7 @@ test: $(STAMP) browser postgres
 	$(BIN)/python -m pytest -q -ra
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not e2e"
+	$(BIN)/python -m pytest -q -m "not e2e and not browser"
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests app.py bench
