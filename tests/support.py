@@ -119,6 +119,13 @@ def run_cli(
     return proc
 
 
+def docqa(
+    args: list[str], index_dir: Path, stdin: str | None = None, profile: str = "small"
+) -> subprocess.CompletedProcess:
+    """`docqa ARGS` over the bundled essay and `index_dir`, under the network guard."""
+    return run_cli(*args, env=docqa_env(index_dir, profile=profile), input=stdin, cwd=ROOT, timeout=900)
+
+
 @contextmanager
 def running_cli(
     *args: str,

@@ -7,6 +7,8 @@ import pytest
 
 pytest.importorskip("ray.data")
 
+pytestmark = pytest.mark.e2e  # a local Ray cluster starts in each test: minutes on 2 cores
+
 from docqa.ingest.embeddings import SentenceTransformerEmbedder  # noqa: E402
 from docqa.ingest.ray import RayEmbedder, checkpoint_dir_for  # noqa: E402
 from docqa.stores import open_retriever  # noqa: E402

@@ -7,21 +7,13 @@ model); later runs load the converted copies in seconds.
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from support import ROOT, URBANIZATION_Q, docqa_env, guarded_env, run_cli
+from support import ROOT, URBANIZATION_Q, docqa, guarded_env, run_cli
 
 pytestmark = pytest.mark.e2e
-
-
-def docqa(
-    args: list[str], index_dir: Path, stdin: str | None = None, profile: str = "small"
-) -> subprocess.CompletedProcess:
-    """`docqa ARGS` over the bundled essay and `index_dir`, under the network guard."""
-    return run_cli(*args, env=docqa_env(index_dir, profile=profile), input=stdin, cwd=ROOT, timeout=900)
 
 
 @pytest.fixture(scope="module")

@@ -9,8 +9,7 @@ import pytest
 pytest.importorskip("llama_index.vector_stores.postgres")
 
 from pgtest import pg_url  # noqa: E402,F401  (the session-scoped server fixture)
-from support import URBANIZATION_Q  # noqa: E402
-from test_e2e import docqa  # noqa: E402
+from support import URBANIZATION_Q, docqa  # noqa: E402
 
 pytestmark = pytest.mark.e2e
 
