@@ -1,0 +1,75 @@
+"""End to end on the committed collection slices: `docqa eval` with the small model, as CI runs it.
+
+Each slice (eval/collections/NAME/slice/: 8 answerable questions, 4 to refuse, one per refusal
+kind) is indexed into tmp_path and evaluated through `python -m docqa.cli eval` under the network
+guard; `--fail-under` makes the CLI itself check the floors. About 12 answers per slice, 10-30 s
+each with the small profile on a 2-core AVX2 CPU.
+
+Floors, measured on a 2-core AMD EPYC (flags: avx2; no avx512*/amx*) on 2026-12-02 (see
+eval/README.md, "Collections beyond the essay", and eval/collections/RESULTS.md):
+
+* evidence hit@4 with `python eval/collections/run.py NAME --slice --retrieval-only`:
+  pgdocs 1.000 (8/8), pdfs 0.875 (7/8; pd08, a list, is missed). The floor is that minus one
+  question.
+* abstention recall (4 refusals) with the small profile, `run.py NAME --slice --profile small`:
+  pgdocs 0.75: pg57 (near_miss, a PostgreSQL 16+ feature) was answered; the other three
+  refused, each with a reason. Also measured: fact recall 0.625, answered_correct_cited 0.625,
+  false abstention 0.125 (pg22), 884 s for 12 answers on the loaded machine.
+  pdfs: not measured with the small model yet (no time in the session that wrote this); the
+  floor is the score gate's own abstention recall, 0.25 (pd50 out_of_scope), which the full
+  pipeline keeps (its gate runs first). Raise it once a small-profile slice run is recorded.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from support import ROOT, docqa_env, run_cli
+
+pytestmark = pytest.mark.e2e
+
+COLLECTIONS = ROOT / "eval" / "collections"
+REFUSAL_KINDS = {"out_of_scope", "unstated", "near_miss", "false_premise"}
+
+# name: (evidence hit@k measured with --retrieval-only, abstention recall measured with the small model)
+MEASURED = {
+    "pgdocs": (1.0, 0.75),
+    "pdfs": (0.875, 0.25),
+}
+HIT_MARGIN = 0.125  # one question of the 8 answerable
+
+
+@pytest.mark.parametrize("name", sorted(MEASURED))
+def test_slice_eval(name, tmp_path):
+    slice_dir = COLLECTIONS / name / "slice"
+    hit, abstention = MEASURED[name]
+    out = tmp_path / "run"
+    proc = run_cli(
+        "eval",
+        "--set",
+        str(slice_dir / "questions.jsonl"),
+        "--out",
+        str(out),
+        "--fail-under",
+        f"evidence_hit@k={hit - HIT_MARGIN}",
+        "--fail-under",
+        f"abstention_recall={abstention}",
+        env=docqa_env(tmp_path / "index", docs_dir=slice_dir / "docs", profile="small"),
+        cwd=ROOT,
+        timeout=900,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    results = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    records = results["records"]
+    assert len(records) == 12 and results["summary"]["questions"] == 12
+    assert results["config"]["mode"] == "full" and results["config"]["profile"] == "small"
+    refusals = [r for r in records if r["kind"] in REFUSAL_KINDS]
+    assert {r["kind"] for r in refusals} == REFUSAL_KINDS and not any(r["answerable"] for r in refusals)
+    assert set(results["by_kind"]) >= REFUSAL_KINDS
+    for r in records:
+        if r["abstained"]:
+            assert r["abstain_reason"], r
+    assert all("source_rank" in r for r in records if r["answerable"])  # the slices give every source
+    assert "## By kind" in (out / "report.md").read_text(encoding="utf-8")
