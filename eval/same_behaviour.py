@@ -54,8 +54,7 @@ class RecordingGenerator:
     def stream(self, messages: list[dict], max_new_tokens: int):
         blob = json.dumps(messages, ensure_ascii=False, sort_keys=True)
         self.prompts.append(hashlib.sha256(blob.encode()).hexdigest()[:16])
-        user = messages[-1]["content"]
-        question = user.rsplit("Question:", 1)[-1]
+        user, _, question = messages[-1]["content"].rpartition("Question:")
         words = set(re.findall(r"[a-z0-9]+", question.lower()))
         best, best_n, best_overlap = "", 0, 0
         for n, body in re.findall(r"(?ms)^\[(\d+)\][^\n]*\n(.*?)(?=^\[\d+\]|\Z)", user):
