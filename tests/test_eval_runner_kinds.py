@@ -8,26 +8,15 @@ import pytest
 from docqa.errors import SettingsError
 from docqa.evaluate import baseline
 from docqa.evaluate import runner as ev
-from docqa.types import Answer, Chunk, Citation, Passage
+from docqa.types import Passage
+from support import fake_answer, passage
 
 
 def P(n: int, text: str, source: str = "a.html", page: int | None = None) -> Passage:
-    return Passage(n, Chunk(f"c{n}", source, text, 0, len(text), page=page), 0.5)
+    return passage(n, text, source, page)
 
 
-def answer(text: str, passages: list[Passage], cited: list[int], abstained: bool = False, reason=None) -> Answer:
-    by_n = {p.n: p for p in passages}
-    return Answer(
-        question="q",
-        answer=text,
-        abstained=abstained,
-        citations=[Citation(by_n[n]) for n in cited],
-        retrieved=passages,
-        timings={"first_token_ms": 1000.0, "total_ms": 3000.0},
-        model="fake",
-        abstain_reason=reason,
-        usage={"answer_tokens": 21},
-    )
+answer = fake_answer
 
 
 def write_set(tmp_path, rows: list[dict]):
