@@ -29,7 +29,7 @@ from docqa.stores.manifest import Manifest
 from docqa.types import Chunk
 
 # Bump when chunking or what gets embedded changes, so old indexes are rebuilt, not mixed.
-CHUNKER_VERSION = 2
+CHUNKER_VERSION = 3  # 3: headings are paths led by the document title
 Progress = Callable[[int, int, str], None]  # (done, total, message)
 
 

@@ -24,7 +24,7 @@ class UnreadableFile(Exception):
 @dataclass
 class Document:
     text: str
-    headings: list[tuple[int, str]] = field(default_factory=list)  # (char offset, heading)
+    headings: list[tuple[int, str]] = field(default_factory=list)  # (char offset, heading path)
     pages: list[tuple[int, int]] = field(default_factory=list)  # (char offset, 1-based page)
     warnings: list[str] = field(default_factory=list)
 
@@ -33,6 +33,45 @@ class Document:
 
     def page_at(self, offset: int) -> int | None:
         return _last_before(self.pages, offset)
+
+
+PATH_SEP = " › "
+
+
+def _same(a: str, b: str) -> bool:
+    return " ".join(a.split()).casefold() == " ".join(b.split()).casefold()
+
+
+def heading_paths(
+    entries: list[tuple[int, int, str]], title: str | None = None, depth: int = 3
+) -> list[tuple[int, str]]:
+    """(offset, level, heading) entries as (offset, "Title › Parent › Heading") paths.
+
+    A chunk is embedded and searched with its heading, so a section called "Description" on the
+    page "ALTER SYSTEM" is found by a question that names ALTER SYSTEM. The document's title leads
+    every path, text before the first heading included; a path keeps the last `depth` levels.
+
+    >>> for mark in heading_paths([(5, 2, "Synopsis"), (40, 2, "Notes"), (60, 3, "Caution")], "ALTER SYSTEM"):
+    ...     print(mark)
+    (0, 'ALTER SYSTEM')
+    (5, 'ALTER SYSTEM › Synopsis')
+    (40, 'ALTER SYSTEM › Notes')
+    (60, 'ALTER SYSTEM › Notes › Caution')
+    """
+    title = " ".join(title.split()) if title else None
+    out: list[tuple[int, str]] = []
+    if title and (not entries or entries[0][0] > 0):
+        out.append((0, title))
+    stack: list[tuple[int, str]] = []
+    for offset, level, text in entries:
+        while stack and stack[-1][0] >= level:
+            stack.pop()
+        stack.append((level, " ".join(text.split())))
+        names = [name for _, name in stack][-depth:]
+        if title and not _same(names[0], title):
+            names.insert(0, title)
+        out.append((offset, PATH_SEP.join(names)))
+    return out
 
 
 def _last_before(marks: list, offset: int):
@@ -57,7 +96,7 @@ def read_document(path: Path, pdf_timeout_s: float = 60.0) -> Document:
         if suffix in {".html", ".htm"}:
             doc = html_to_document(text)
         elif suffix in {".md", ".markdown"}:
-            doc = Document(text, headings=markdown_headings(text))
+            doc = Document(text, headings=heading_paths(markdown_headings(text)))
         else:
             doc = Document(text, headings=plain_headings(text))
         doc.warnings.extend(warnings)
@@ -126,16 +165,16 @@ def _looks_binary(codes: list[int]) -> bool:
     return 0 in codes or controls > len(codes) * 0.05
 
 
-_MD_HEADING = re.compile(r"^#{1,6}[ \t]+(.+?)[ \t#]*$", re.M)
+_MD_HEADING = re.compile(r"^(#{1,6})[ \t]+(.+?)[ \t#]*$", re.M)
 
 
-def markdown_headings(text: str) -> list[tuple[int, str]]:
-    """ATX headings as (offset, title).
+def markdown_headings(text: str) -> list[tuple[int, int, str]]:
+    """ATX headings as (offset, level, title).
 
     >>> markdown_headings("# Title\\nbody\\n## Part two\\n")
-    [(0, 'Title'), (13, 'Part two')]
+    [(0, 1, 'Title'), (13, 2, 'Part two')]
     """
-    return [(m.start(), m.group(1).strip()) for m in _MD_HEADING.finditer(text)]
+    return [(m.start(), len(m.group(1)), m.group(2).strip()) for m in _MD_HEADING.finditer(text)]
 
 
 def plain_headings(text: str) -> list[tuple[int, str]]:
@@ -168,13 +207,15 @@ def html_to_document(html: str) -> Document:
     from bs4 import BeautifulSoup
 
     soup = BeautifulSoup(html, "html.parser")
+    title_tag = soup.find("title")
+    title = " ".join(title_tag.get_text(" ", strip=True).split())[:120] if title_tag else None
     for tag in soup(["script", "style", "noscript", "template", "head"]):
         tag.decompose()
     for tag in soup.find_all(_is_hidden):
         if not tag.decomposed:  # an outer hidden element may already have taken it along
             tag.decompose()
     parts: list[str] = []
-    headings: list[tuple[int, str]] = []
+    headings: list[tuple[int, int, str]] = []
     offset = 0
     for el in soup.find_all(list(_HEADING_TAGS | _BLOCK_TAGS)):
         if el.find(list(_HEADING_TAGS | _BLOCK_TAGS)):
@@ -183,13 +224,13 @@ def html_to_document(html: str) -> Document:
         if not text:
             continue
         if el.name in _HEADING_TAGS:
-            headings.append((offset, text))
+            headings.append((offset, int(el.name[1]), text))
         parts.append(text)
         offset += len(text) + 2
     if not parts:  # bare text with no block tags
         text = " ".join(soup.get_text(" ", strip=True).split())
-        return Document(text)
-    return Document("\n\n".join(parts), headings=headings)
+        return Document(text, headings=heading_paths([], title) if text else [])
+    return Document("\n\n".join(parts), headings=heading_paths(headings, title or None))
 
 
 _HIDDEN_STYLE = re.compile(r"display\s*:\s*none|visibility\s*:\s*hidden", re.I)
@@ -220,18 +261,48 @@ def read_docx(path: Path) -> Document:
     except (zipfile.BadZipFile, KeyError, ValueError, SyntaxError) as exc:  # lxml's XMLSyntaxError is a SyntaxError
         raise UnreadableFile(f"not a valid .docx file ({exc.__class__.__name__})") from None
     parts: list[str] = []
-    headings: list[tuple[int, str]] = []
+    headings: list[tuple[int, int, str]] = []
     offset = 0
     for para in document.paragraphs:
         text = para.text.strip()
         if not text:
             continue
         style = (para.style.name or "") if para.style is not None else ""
-        if style.lower().startswith(("heading", "title")):
-            headings.append((offset, text))
+        level = _docx_heading_level(style)
+        if level is not None:
+            headings.append((offset, level, text))
         parts.append(text)
         offset += len(text) + 2
-    return Document("\n\n".join(parts), headings=headings)
+    title = (document.core_properties.title or "").strip() or None
+    return Document("\n\n".join(parts), headings=heading_paths(headings, sane_title(title)))
+
+
+def _docx_heading_level(style: str) -> int | None:
+    """0 for a Title paragraph, N for "Heading N" (1 when unnumbered), None for body text."""
+    style = style.lower()
+    if style.startswith("title"):
+        return 0
+    if style.startswith("heading"):
+        digits = "".join(ch for ch in style if ch.isdigit())
+        return int(digits) if digits else 1
+    return None
+
+
+_JUNK_TITLE = re.compile(r"\.(docx?|pdf|tex|dvi|odt|rtf)\b|^untitled|^microsoft word|^document\d*$", re.I)
+
+
+def sane_title(title: str | None) -> str | None:
+    """A metadata title worth leading every chunk with, or None for the usual junk.
+
+    >>> sane_title("Microsoft Word - draft3.docx"), sane_title("xcolor v2.14 (2022/06/12)")
+    (None, 'xcolor v2.14 (2022/06/12)')
+    """
+    if not title:
+        return None
+    title = " ".join(title.split())
+    if not 3 <= len(title) <= 120 or _JUNK_TITLE.search(title):
+        return None
+    return title
 
 
 def read_pdf(path: Path, timeout_s: float = 60.0) -> Document:
@@ -247,21 +318,38 @@ def read_pdf(path: Path, timeout_s: float = 60.0) -> Document:
     if proc.returncode != 0:
         reason = (proc.stderr.strip().splitlines() or ["parser crashed"])[-1]
         raise UnreadableFile(f"could not read PDF: {reason}")
-    pages = json.loads(proc.stdout)
+    parsed = json.loads(proc.stdout)
     text_parts: list[str] = []
     marks: list[tuple[int, int]] = []
+    page_starts: dict[int, tuple[int, str]] = {}
     offset = 0
-    for number, page_text in enumerate(pages, start=1):
+    for number, page_text in enumerate(parsed["pages"], start=1):
         page_text = page_text.strip()
         if not page_text:
             continue
         marks.append((offset, number))
+        page_starts[number] = (offset, page_text)
         text_parts.append(page_text)
         offset += len(page_text) + 2
-    return Document("\n\n".join(text_parts), pages=marks)
+    entries = sorted(_place_outline(parsed["outline"], page_starts))
+    return Document("\n\n".join(text_parts), headings=heading_paths(entries, sane_title(parsed["title"])), pages=marks)
 
 
-def _pdf_pages(path: str) -> list[str]:
+def _place_outline(outline: list[list], page_starts: dict[int, tuple[int, str]]) -> list[tuple[int, int, str]]:
+    """Bookmarks as (offset, level, title): where the title is printed on its page, else the page's start."""
+    out = []
+    for page, level, title in outline:
+        if page not in page_starts or not title.strip():
+            continue
+        start, page_text = page_starts[page]
+        words = [re.escape(w) for w in title.split()]
+        found = re.search(r"\s*".join(words), page_text, re.I) if words else None
+        out.append((start + (found.start() if found else 0), level, title))
+    return out
+
+
+def _pdf_pages(path: str) -> dict:
+    """Each page's text, the bookmarks as [page, level, title], and the metadata title."""
     from pypdf import PdfReader
     from pypdf.errors import PdfReadError
 
@@ -273,9 +361,27 @@ def _pdf_pages(path: str) -> list[str]:
                     raise SystemExit("the PDF is encrypted with a password")
             except Exception:  # noqa: BLE001 - pypdf raises several types for unsupported crypto
                 raise SystemExit("the PDF is encrypted and can't be opened without its password") from None
-        return [page.extract_text() or "" for page in reader.pages]
+        pages = [page.extract_text() or "" for page in reader.pages]
     except PdfReadError as exc:
         raise SystemExit(f"corrupt PDF ({exc})") from None
+    try:  # bookmarks and metadata are a bonus: a broken outline must not lose the text
+        outline = _outline(reader, reader.outline, 1)
+        title = str(reader.metadata.title) if reader.metadata and reader.metadata.title else None
+    except Exception:  # noqa: BLE001 - pypdf raises many types on damaged outlines
+        outline, title = [], None
+    return {"pages": pages, "outline": outline, "title": title}
+
+
+def _outline(reader, items: list, level: int) -> list[list]:
+    out: list[list] = []
+    for item in items:
+        if isinstance(item, list):
+            out.extend(_outline(reader, item, level + 1))
+            continue
+        page = reader.get_destination_page_number(item)
+        if page is not None and page >= 0:
+            out.append([page + 1, level, str(item.title or "")])
+    return out
 
 
 if __name__ == "__main__":  # the child process of read_pdf
