@@ -89,21 +89,31 @@ def cli() -> None:
 def index_cmd(
     settings_file: Path | None, overrides: dict[str, Any], rebuild: bool, wait_s: float, ray_address: str | None
 ) -> None:
-    """Build or update the index from the documents folder (only changed files are re-embedded)."""
+    """Build or update the index from the documents folder (only changed files are re-embedded).
+
+    Ctrl-C stops it; the next run resumes, re-embedding only what was not yet written.
+    """
     from docqa.ingest.embeddings import SentenceTransformerEmbedder
     from docqa.settings import apply_runtime_settings
     from docqa.stores import update_index
 
     settings = load_settings(settings_file, overrides)
     apply_runtime_settings(settings)
-    embedder = SentenceTransformerEmbedder(settings.embed_model, dtype=settings.embed_dtype)
-    if ray_address is not None:
-        from docqa.ingest.ray import update_index_with_ray
+    bar = ProgressBar()
+    try:
+        embedder = SentenceTransformerEmbedder(settings.embed_model, dtype=settings.embed_dtype)
+        if ray_address is not None:
+            from docqa.ingest.ray import update_index_with_ray
 
-        address = None if ray_address == "local" else ray_address
-        report = update_index_with_ray(settings, embedder, address, rebuild, wait_s, _progress_bar())
-    else:
-        report = update_index(settings, embedder, rebuild=rebuild, lock_wait_s=wait_s, progress=_progress_bar())
+            address = None if ray_address == "local" else ray_address
+            report = update_index_with_ray(settings, embedder, address, rebuild, wait_s, bar)
+        else:
+            report = update_index(settings, embedder, rebuild=rebuild, lock_wait_s=wait_s, progress=bar)
+    except KeyboardInterrupt:
+        bar.close()
+        echo_err(f"stopped; {indexed_files(settings)} files indexed so far, run `docqa index` again to resume")
+        sys.exit(130)
+    bar.close()
     if report.rebuilt_because:
         echo_err(f"rebuilt: {report.rebuilt_because}")
     for problem in report.warnings:
@@ -115,20 +125,38 @@ def index_cmd(
         sys.exit(3)  # the index is usable, but some files are missing from it
 
 
-def _progress_bar():
-    from tqdm import tqdm
+def indexed_files(settings: Settings) -> int:
+    """How many files the index holds now (0 when there is none, or it can't be read)."""
+    from docqa.stores import open_store
 
-    bar = None
+    try:
+        manifest = open_store(settings).read_manifest()
+    except Exception:  # noqa: BLE001 - only a count for a message; the next run reports any damage
+        return 0
+    return len(manifest.files) if manifest else 0
 
-    def update(done: int, total: int, message: str) -> None:
-        nonlocal bar
-        if bar is None:
-            bar = tqdm(total=total, desc="indexing", unit="file", file=sys.stderr, leave=False)
-        bar.n = done
-        bar.set_postfix_str(message[:40])
-        bar.refresh()
 
-    return update
+class ProgressBar:
+    """`docqa index`'s progress on stderr: a bar over the files, and the indexer's status after it
+    (files done of total, chunks embedded, chunks/s, time left, the file being read)."""
+
+    def __init__(self) -> None:
+        self.bar: Any = None
+
+    def __call__(self, done: int, total: int, message: str) -> None:
+        from tqdm import tqdm
+
+        if self.bar is None:
+            bar_format = "indexing {percentage:3.0f}%|{bar:20}| {desc}"
+            self.bar = tqdm(total=total, bar_format=bar_format, file=sys.stderr, leave=False)
+        self.bar.n = done
+        self.bar.set_description_str(message, refresh=False)
+        self.bar.refresh()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
 
 
 @cli.command("ask")
@@ -154,6 +182,8 @@ def ask_cmd(
     if batch is not None:
         _ask_batch(pipeline, batch)
         return
+    if empty := nothing_to_search(pipeline):
+        raise empty
     answer = pipeline.ask(question)
     if as_json:
         click.echo(json.dumps(answer.to_dict(), ensure_ascii=False))
@@ -166,8 +196,20 @@ def ask_cmd(
         echo_err(f"(abstained: {answer.abstain_reason})")
 
 
+def nothing_to_search(pipeline: Any) -> DocqaError | None:
+    """For `ask` on an empty documents folder: the error saying so, and how to add documents."""
+    from docqa.answering.pipeline import NoIndexYet
+    from docqa.errors import DocsError
+
+    empty = pipeline.retriever
+    if not isinstance(empty, NoIndexYet):
+        return None
+    return DocsError(empty.reason, f"{empty.error.fix}, then run `docqa index`")
+
+
 def _ask_batch(pipeline, lines) -> None:
     """One JSON answer per input line, in order; a bad line gets an error object, not a crash."""
+    empty = nothing_to_search(pipeline)
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
@@ -179,6 +221,8 @@ def _ask_batch(pipeline, lines) -> None:
             click.echo(json.dumps({"id": None, "line": number, "error": f"bad input line {number}: {exc}"}))
             continue
         try:
+            if empty:
+                raise empty
             answer = pipeline.ask(item["question"])
         except DocqaError as exc:
             click.echo(

@@ -16,6 +16,7 @@ from docqa.answering import checks
 from docqa.answering.budget import SpeedModel, fit_budget
 from docqa.answering.prompting import Prompts
 from docqa.answering.question import History, clean_question, needs_rewrite, paired_with_last, rewrite, split_parts
+from docqa.errors import DocsError
 from docqa.generate import Generator, count_text_tokens, load_generator
 from docqa.generate.weights import log
 from docqa.ingest.embeddings import Embedder, check_embedder
@@ -27,6 +28,22 @@ from docqa.stores import SearchIndex, open_retriever, update_index
 from docqa.types import Answer, Citation, Passage, StreamEvent
 
 ABSTAIN_TEXT = "The documents don't answer this question."
+NOTHING_INDEXED_TEXT = (
+    "There is nothing to search yet: no documents are indexed. Add some in the Documents tab (upload), "
+    "or put files in the documents folder and run `docqa index`, then ask again."
+)
+
+
+class NoIndexYet:
+    """The `SearchIndex` of a folder with nothing indexed yet (first use): `stream` says how to add documents."""
+
+    def __init__(self, error: DocsError, embedder: Embedder) -> None:
+        self.error, self.reason = error, f"nothing is indexed yet: {error.cause}"
+        self.index, self.chunks = self, []
+        self.manifest: dict[str, Any] = {"files": {}, "embed_model": embedder.name, "dim": embedder.dim}
+
+    def retrieve(self, query: str, top_k: int = 4, mode: Mode = "hybrid") -> Retrieval:
+        return Retrieval([], 0.0)
 
 
 @dataclass
@@ -97,12 +114,16 @@ class Pipeline:
             from docqa.ingest.embeddings import SentenceTransformerEmbedder
 
             embedder = SentenceTransformerEmbedder(settings.embed_model, dtype=settings.embed_dtype)
-        report = None
+        report, retriever = None, None
         if settings.auto_index:
-            report = update_index(settings, embedder, progress=progress, lock_wait_s=600)
-            log_index_report(report)
-        retriever = open_retriever(settings, embedder)  # FAISS or pgvector, as settings.vector_store says
-        check_embedder(retriever.index.manifest, embedder)
+            try:
+                report = update_index(settings, embedder, progress=progress, lock_wait_s=600)
+                log_index_report(report)
+            except DocsError as exc:  # an empty folder (first use) serves "nothing to search yet"
+                retriever = nothing_indexed(settings, embedder, exc)
+        if retriever is None:
+            retriever = open_retriever(settings, embedder)  # FAISS or pgvector, as settings.vector_store says
+            check_embedder(retriever.index.manifest, embedder)
         pipeline = cls(
             settings, embedder, retriever, Prompts(settings.prompts_dir), generator, lambda: load_generator(settings)
         )
@@ -124,7 +145,11 @@ class Pipeline:
 
     def reindex(self, rebuild: bool = False, progress: Progress | None = None) -> IndexReport:
         """Bring the index up to date with the docs folder and answer from the new one."""
-        report = update_index(self.settings, self.embedder, rebuild=rebuild, progress=progress, lock_wait_s=600)
+        try:
+            report = update_index(self.settings, self.embedder, rebuild=rebuild, progress=progress, lock_wait_s=600)
+        except DocsError as exc:  # the last document was deleted: say so, and answer "nothing to search"
+            self.retriever = nothing_indexed(self.settings, self.embedder, exc)
+            raise
         self.retriever = open_retriever(self.settings, self.embedder)
         self.last_index_report = report
         return report
@@ -151,6 +176,11 @@ class Pipeline:
         With `retrieval_only`, stop after the gate: the answer is empty, and abstained only if the
         gate refused (what `docqa eval --retrieval-only` scores).
         """
+        if isinstance(self.retriever, NoIndexYet):
+            turn = self.start_turn(question, None)  # a question is still checked; no model call
+            yield StreamEvent(NOTHING_INDEXED_TEXT)
+            yield StreamEvent(answer=self.finish(turn, [], NOTHING_INDEXED_TEXT, self.retriever.reason))
+            return
         turn = self.start_turn(question, history)
         found = self.retrieve(turn, top_k, retrieval)
         reason = checks.gate(turn.query, found, self.settings.min_score)
@@ -292,6 +322,14 @@ class Pipeline:
             "llm": self.model_name,
             "docs_dir": str(self.settings.docs_dir),
         }
+
+
+def nothing_indexed(settings: Settings, embedder: Embedder, error: DocsError) -> NoIndexYet:
+    """An empty or unreadable documents folder is "nothing indexed yet"; a missing one stays an error."""
+    if not settings.docs_dir.is_dir():
+        raise error
+    log(f"nothing indexed yet: {error.message}")
+    return NoIndexYet(error, embedder)
 
 
 def log_index_report(report: IndexReport) -> None:

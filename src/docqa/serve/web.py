@@ -22,9 +22,10 @@ from typing import Any  # noqa: E402
 import gradio as gr  # noqa: E402
 from pydantic import ValidationError  # noqa: E402
 
-from docqa.answering.pipeline import Pipeline  # noqa: E402
+from docqa.answering.pipeline import NoIndexYet, Pipeline  # noqa: E402
 from docqa.answering.question import clean_question  # noqa: E402
 from docqa.errors import DocqaError, QuestionError, SettingsError  # noqa: E402
+from docqa.generate import load_generator  # noqa: E402
 from docqa.generate.weights import log  # noqa: E402
 from docqa.ingest.indexer import IndexReport, Progress  # noqa: E402
 from docqa.ingest.readers import SUPPORTED  # noqa: E402
@@ -37,6 +38,11 @@ from docqa.types import Answer  # noqa: E402
 # model call at a time, and a re-index never swaps the index under a running answer.
 MODEL_GROUP = "docqa-model"
 EXAMPLES = 4
+PLACEHOLDER = "Ask a question about your documents. Answers cite passages as [n]."
+FIRST_USE = (
+    "No documents yet. Open the Documents tab and add some (upload), or put files in the documents "
+    "folder and run `docqa index`; then ask about them here."
+)
 
 CSS = """
 .docqa-answer.abstained { border-left: 4px solid #b45309; padding-left: 8px; color: #78350f; }
@@ -92,7 +98,10 @@ class Pipelines:
             pipeline = self._by_profile.get(profile)
             if pipeline is None:
                 settings = self.base.settings.model_copy(update={"profile": profile, "auto_index": False})
-                pipeline = Pipeline.from_settings(settings, embedder=self.base.embedder)
+                base = self.base  # the index is the base's (possibly none yet): nothing to open here
+                pipeline = Pipeline(
+                    settings, base.embedder, base.retriever, base.prompts, load=lambda: load_generator(settings)
+                )
                 self._by_profile[profile] = pipeline
             # Only the generator differs between profiles; retrieval is the base's, current index included.
             pipeline.retriever = self.base.retriever
@@ -100,10 +109,16 @@ class Pipelines:
 
     def reindex(self, progress: Progress | None = None) -> IndexReport:
         with self._lock:
-            report = self.base.reindex(progress=progress)
-            for pipeline in self._by_profile.values():
-                pipeline.retriever = self.base.retriever
-            return report
+            try:
+                return self.base.reindex(progress=progress)
+            finally:  # a failed re-index may still have changed it (the last document deleted)
+                for pipeline in self._by_profile.values():
+                    pipeline.retriever = self.base.retriever
+
+    @property
+    def nothing_indexed(self) -> bool:
+        """True until the first documents are indexed (an empty documents folder)."""
+        return isinstance(self.base.retriever, NoIndexYet)
 
     def status(self, profile: str | None = None) -> dict:
         return self.get(profile).status()
@@ -187,6 +202,11 @@ def examples(pipelines: Pipelines) -> list[dict[str, str]]:
     return [{"text": q} for q in uploads.example_questions(pipelines.base.retriever.chunks, EXAMPLES)]
 
 
+def placeholder(pipelines: Pipelines) -> str:
+    """The empty chat's text: an invitation to add the first documents while there are none."""
+    return FIRST_USE if pipelines.nothing_indexed else PLACEHOLDER
+
+
 @contextmanager
 def page_errors() -> Iterator[None]:
     """Show a DocqaError on the page as Gradio's error toast (its message, no traceback)."""
@@ -246,7 +266,10 @@ class Handlers:
             yield messages, gr.skip() if panel is None else panel, gr.skip() if new_history is None else new_history
 
     def status(self, profile_name: str | None = None) -> str:
-        return render.status_line(self.pipelines.status(profile_name))
+        line = render.status_line(self.pipelines.status(profile_name))
+        if self.pipelines.nothing_indexed:
+            line += " · nothing indexed yet: add documents in the Documents tab"
+        return line
 
     # --- documents ----------------------------------------------------------------------------
 
@@ -257,7 +280,7 @@ class Handlers:
             table,
             gr.Dropdown(choices=names, value=None),
             self.status(profile_name),
-            gr.Chatbot(examples=examples(self.pipelines)),
+            gr.Chatbot(examples=examples(self.pipelines), placeholder=placeholder(self.pipelines)),
         )
 
     def add_files(self, paths: list[str] | None) -> tuple[str, None]:
@@ -344,7 +367,7 @@ def chat_tab(handlers: Handlers) -> ChatTab:
                 feedback_options=None,
                 buttons=["copy"],
                 examples=examples(handlers.pipelines),
-                placeholder="Ask a question about your documents. Answers cite passages as [n].",
+                placeholder=placeholder(handlers.pipelines),
             )
             with gr.Row():
                 question = gr.Textbox(
