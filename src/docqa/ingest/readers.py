@@ -14,7 +14,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-SUPPORTED = {".txt", ".md", ".markdown", ".pdf", ".html", ".htm", ".docx"}
+SUPPORTED = {".txt", ".md", ".markdown", ".pdf", ".html", ".htm", ".docx", ".pptx", ".xlsx", ".csv", ".epub", ".eml"}
 
 
 class UnreadableFile(Exception):
@@ -91,6 +91,10 @@ def read_document(path: Path, pdf_timeout_s: float = 60.0) -> Document:
         doc = read_pdf(path, pdf_timeout_s)
     elif suffix == ".docx":
         doc = read_docx(path)
+    elif suffix in {".pptx", ".xlsx", ".csv", ".epub", ".eml"}:
+        from docqa.ingest.formats import read_format  # formats.py imports this module
+
+        doc = read_format(path)
     else:
         text, warnings = decode_text(path.read_bytes())
         if suffix in {".html", ".htm"}:
