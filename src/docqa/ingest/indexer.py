@@ -1,12 +1,15 @@
 """Bring the index up to date with the docs folder, re-embedding only what changed.
 
-One update loop for every store: it scans the files, embeds what changed and writes through the
-store's write side (`docqa.stores.Store`): FAISS as one atomic new version at the end, pgvector
-batch by batch with a manifest that always lists exactly what is stored (so a killed run resumes).
+One update loop for every store: it scans the files, embeds what changed in bounded batches and
+writes through the store's write side (`docqa.stores.Store`): FAISS as atomic versions (one at the
+end, and a checkpoint every few minutes on long runs), pgvector batch by batch with a manifest that
+always lists exactly what is stored. Either way a killed or interrupted run resumes: the next run
+re-embeds only the files that were not yet written.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import platform
 import time
@@ -30,7 +33,7 @@ from docqa.types import Chunk
 
 # Bump when chunking or what gets embedded changes, so old indexes are rebuilt, not mixed.
 CHUNKER_VERSION = 3  # 3: headings are paths led by the document title
-Progress = Callable[[int, int, str], None]  # (done, total, message)
+Progress = Callable[[int, int, str], None]  # (files done, files total, status message)
 
 
 @dataclass
@@ -68,6 +71,63 @@ class IndexReport:
         if self.failed:
             parts.append(f"FAILED {len(self.failed)}")
         return ", ".join(parts)
+
+
+class Meter:
+    """Turns the loop's steps into status messages: files done of total, chunks embedded, the rate
+    (chunks/s) and an estimate of the time left, from the bytes done so far.
+
+    Bytes are a better guide than file counts where sizes differ a lot. The estimate is rough when
+    unchanged files (only hashed) and new ones (read and embedded) are mixed.
+    """
+
+    def __init__(self, files: list[tuple[str, Path]], progress: Progress) -> None:
+        self.progress = progress
+        self.total = len(files)
+        self._bytes_before = list(itertools.accumulate((_size(path) for _, path in files), initial=0))
+        self.started = time.perf_counter()
+        self.chunks = 0  # embedded so far in this run
+
+    def __call__(self, done: int, doing: str = "") -> None:
+        self.progress(done, self.total, self.status(done, doing))
+
+    def status(self, done: int, doing: str = "") -> str:
+        """E.g. "12/40 files, 345 chunks, 21.3 chunks/s, about 1 min left (reading a.pdf)"."""
+        elapsed = time.perf_counter() - self.started
+        parts = [f"{done}/{self.total} files", f"{self.chunks} chunks"]
+        if elapsed > 0 and self.chunks:
+            parts.append(f"{self.chunks / elapsed:.1f} chunks/s")
+        done_bytes = self._bytes_before[min(done, self.total)]
+        left_bytes = self._bytes_before[-1] - done_bytes
+        if done >= self.total:
+            parts.append("finishing")
+        elif done_bytes and elapsed >= 1:
+            parts.append(f"about {duration(elapsed * left_bytes / done_bytes)} left")
+        else:
+            parts.append("time left not known yet")
+        text = ", ".join(parts)
+        return f"{text} ({doing})" if doing else text
+
+
+def duration(seconds: float) -> str:
+    """A time left, rounded to what a person reads at a glance.
+
+    >>> duration(42.4), duration(125), duration(7300)
+    ('42 s', '2 min', '2 h 02 min')
+    """
+    if seconds < 90:
+        return f"{max(1, round(seconds))} s"
+    minutes = round(seconds / 60)
+    if minutes < 90:
+        return f"{minutes} min"
+    return f"{minutes // 60} h {minutes % 60:02d} min"
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
 
 
 def chunk_settings(settings: Settings) -> dict[str, Any]:
@@ -108,7 +168,7 @@ def scan_files(
     """
     by_hash: dict[str, str] = {}
     for position, (source, path) in enumerate(files):
-        progress(position, len(files), f"reading {source}")
+        progress(position, len(files), f"reading {source[-60:]}")
         try:
             digest = sha256_file(path)
         except OSError as exc:
@@ -232,6 +292,11 @@ def update_index(
 
     Only files whose sha256 changed are read and embedded. `embedder` may be a RayEmbedder
     (ingest/ray.py): the loop is the same, only where the vectors are computed differs.
+    `progress(files done, files total, status)` is called as files are read and batches embedded;
+    the status names the chunks embedded, the rate and the time left (`Meter`).
+
+    An interruption (KeyboardInterrupt, a kill) keeps what the store had written by then: the next
+    run re-embeds only the files written after the last checkpoint.
     """
     store = open_store(settings)
     with store.writer_lock(lock_wait_s):
@@ -262,7 +327,9 @@ def _update(store: Store, settings: Settings, embedder: Embedder, rebuild: bool,
     old, report.rebuilt_because = _previous(store, wanted, rebuild)
     old_files = old.files if old else {}
     live: dict[str, Any] = {}  # what the store holds by now, by file: each manifest lists exactly these
-    pending: list[ScannedFile] = []
+    pending: list[ScannedFile] = []  # read and chunked, not yet embedded: at most one batch
+    pending_chunks = 0
+    meter = Meter(files, progress)
 
     def manifest(complete: bool) -> Manifest:
         return replace(
@@ -275,34 +342,42 @@ def _update(store: Store, settings: Settings, embedder: Embedder, rebuild: bool,
         )
 
     def write(done: int) -> None:  # embed the pending files' chunks and hand them to the store
-        chunks = [c for p in pending for c in p.chunks or []]
+        nonlocal pending_chunks
         vectors = np.zeros((0, embedder.dim), np.float32)
-        if chunks:
-            progress(done, len(files), f"embedding {len(chunks)} chunks")
-            vectors = embedder.embed([c.search_text for c in chunks])
+        if pending_chunks:
+            meter(done, f"embedding {pending_chunks} chunks")
+            vectors = embedder.embed([c.search_text for p in pending for c in p.chunks or []])
         start = 0
         for p in pending:
             n = len(p.chunks or [])
             store.put(p.source, p.chunks or [], vectors[start : start + n])
             live[p.source] = p.record
             start += n
-        report.embedded += len(chunks)
+        report.embedded += pending_chunks
+        meter.chunks += pending_chunks
         pending.clear()
+        pending_chunks = 0
+        meter(done)
 
-    for scanned in scan_files(settings, embedder, files, old_files, report, progress):
+    def scanning(done: int, total: int, message: str) -> None:
+        meter(done, message)
+
+    for scanned in scan_files(settings, embedder, files, old_files, report, scanning):
         if scanned.chunks is None:
             store.keep(scanned.source)
             live[scanned.source] = scanned.record
             continue
         pending.append(scanned)
-        if store.batch_chunks and sum(len(p.chunks or []) for p in pending) >= store.batch_chunks:
-            write(scanned.position)
+        pending_chunks += len(scanned.chunks)
+        if store.batch_chunks and pending_chunks >= store.batch_chunks:
+            write(scanned.position + 1)
             store.flush(manifest(complete=False))  # resumable: the next run keeps what this wrote
     scanned_sources = set(live) | {p.source for p in pending}
     if not scanned_sources:
         raise nothing_indexable(settings, report)
     if pending:
         write(len(files))
+    meter(len(files), "writing the index")
     report.removed = sorted(set(old_files) - {s for s, _ in files})
     # A file indexed before that fails now is dropped too (no stale chunks of a file the manifest lacks).
     store.remove(sorted(set(old_files) - scanned_sources))

@@ -8,6 +8,8 @@ Layout of `index/`:
 
 A writer builds a complete new version folder, fsyncs it, then points CURRENT at it. A crash at
 any moment leaves CURRENT naming a complete older version, so the previous index still loads.
+A long update also writes checkpoint versions (every `CHECKPOINT_S` seconds at least), so an
+interrupted `docqa index` keeps what it had embedded by its last checkpoint.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +36,9 @@ from docqa.stores.manifest import FORMAT_VERSION, Manifest
 from docqa.types import Chunk
 
 FILES = ("faiss.index", "chunks.jsonl")
+EMBED_BATCH = 512  # new chunks embedded per step: bounds what an update holds besides the index itself
+CHECKPOINT_S = 120.0  # at least this long between checkpoint versions during an update
+CHECKPOINT_COST = 10  # ...and at least this many times as long as the last one took to write
 _VERSION_NAME = re.compile(r"v-[0-9]{14}-[0-9a-f]{6}")  # what write_index names a version folder
 
 
@@ -233,14 +238,14 @@ def writer_lock(index_dir: Path, wait_s: float = 0.0) -> Iterator[None]:
 
 
 class FaissStore:
-    """The `Store` over `index/`: rankings from the loaded version, writes as one new version.
+    """The `Store` over `index/`: rankings from the loaded version, writes as new versions.
 
     Chunk keys are row numbers. An update carries the rows of unchanged files (`keep`) and the new
     ones (`put`) into a version written atomically by `commit`; rows neither kept nor put are gone
-    from it, so `remove` has nothing to do and no partial state is ever visible.
+    from it, so `remove` has nothing to do. On a long update `flush` writes checkpoint versions: the
+    files handled so far, as now, and every other file of the old index as it was. Each version is
+    a consistent index whose manifest lists exactly what it holds, so the next run resumes from it.
     """
-
-    batch_chunks: int | None = None  # embed everything in one call and write once, at commit
 
     def __init__(self, index_dir: Path, loaded: StoredIndex | None = None) -> None:
         self.index_dir = index_dir
@@ -251,6 +256,9 @@ class FaissStore:
         self._rows: dict[str, list[int]] = {}  # source -> its rows in `loaded`, while updating
         self._chunks: list[Chunk] = []
         self._vectors: list[np.ndarray] = []
+        self._handled: set[str] = set()  # sources kept or put since `begin`
+        self._last_write = 0.0  # time.monotonic() of `begin` or the last checkpoint
+        self._write_s = 0.0  # how long the last checkpoint took to write
 
     # --- reading --------------------------------------------------------------------------------
     @classmethod
@@ -299,6 +307,10 @@ class FaissStore:
         return {i: chunks[i] for i in keys}
 
     # --- writing --------------------------------------------------------------------------------
+    @property
+    def batch_chunks(self) -> int:
+        return EMBED_BATCH  # read at each use, so tests can shrink the batches
+
     @contextmanager
     def writer_lock(self, wait_s: float = 0.0) -> Iterator[None]:
         with writer_lock(self.index_dir, wait_s):
@@ -315,24 +327,49 @@ class FaissStore:
         for row, chunk in enumerate(self.loaded.chunks if self.loaded else ()):
             self._rows.setdefault(chunk.source, []).append(row)
         self._chunks, self._vectors = [], []
+        self._handled = set()
+        self._last_write, self._write_s = time.monotonic(), 0.0
 
     def keep(self, source: str) -> None:
         assert self.loaded is not None
         rows = self._rows.get(source, [])
         self._chunks.extend(self.loaded.chunks[i] for i in rows)
         self._vectors.append(self.loaded.vectors[rows])
+        self._handled.add(source)
 
     def put(self, source: str, chunks: list[Chunk], vectors: np.ndarray) -> None:
         self._chunks.extend(chunks)
         self._vectors.append(vectors)
+        self._handled.add(source)
 
     def remove(self, sources: list[str]) -> None:
         pass  # a removed file's rows are neither kept nor put
 
     def flush(self, manifest: Manifest) -> None:
-        pass  # batch_chunks is None: the loop never flushes
+        """Write a checkpoint version when one is due: what was kept and put so far, plus the old
+        index's files not handled yet, unchanged; `manifest` lists the former, the old one the latter.
+        """
+        since = time.monotonic() - self._last_write
+        if since < max(CHECKPOINT_S, CHECKPOINT_COST * self._write_s):
+            return
+        started = time.monotonic()
+        chunks, vectors = list(self._chunks), list(self._vectors)
+        files = dict(manifest.files)
+        if self.loaded is not None:
+            old_files = self.loaded.manifest.get("files", {})
+            rest = [s for s in self._rows if s not in self._handled and s in old_files]
+            rows = [i for s in rest for i in self._rows[s]]
+            chunks.extend(self.loaded.chunks[i] for i in rows)
+            vectors.append(self.loaded.vectors[rows])
+            files.update((s, old_files[s]) for s in rest)
+        checkpoint = replace(manifest, files=dict(sorted(files.items())), chunk_count=len(chunks))
+        self._write(chunks, vectors, checkpoint)
+        self._last_write = time.monotonic()
+        self._write_s = self._last_write - started
 
     def commit(self, manifest: Manifest) -> None:
-        dim = manifest.dim
-        vectors = np.concatenate(self._vectors) if self._chunks else np.zeros((0, dim), np.float32)
-        write_index(self.index_dir, self._chunks, vectors, manifest.to_dict())
+        self._write(self._chunks, self._vectors, manifest)
+
+    def _write(self, chunks: list[Chunk], vectors: list[np.ndarray], manifest: Manifest) -> None:
+        rows = np.concatenate(vectors) if chunks else np.zeros((0, manifest.dim), np.float32)
+        write_index(self.index_dir, chunks, rows, manifest.to_dict())
