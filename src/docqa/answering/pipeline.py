@@ -16,6 +16,7 @@ from docqa.answering import checks
 from docqa.answering.budget import SpeedModel, fit_budget
 from docqa.answering.prompting import Prompts
 from docqa.answering.question import History, clean_question, needs_rewrite, paired_with_last, rewrite, split_parts
+from docqa.answering.shapes import complete_list, shape
 from docqa.errors import DocsError
 from docqa.generate import Generator, count_text_tokens, load_generator
 from docqa.generate.weights import log
@@ -198,6 +199,7 @@ class Pipeline:
         if reason is not None:
             answer = self.finish(turn, found.passages, ABSTAIN_TEXT, reason, usage=draft.usage, draft=draft.text)
         else:
+            checked, citations = self.complete(turn, found.passages, checked, citations)
             answer = self.finish(turn, found.passages, checked, None, citations, draft.usage)
         yield StreamEvent(answer=answer)
 
@@ -260,11 +262,24 @@ class Pipeline:
         turn.notices.append("The first draft declined; this answer quotes the passage that answers.")
         return draft, verdict
 
+    def complete(
+        self, turn: Turn, passages: list[Passage], text: str, citations: list[Citation]
+    ) -> tuple[str, list[Citation]]:
+        """A list answer that misses items its evidence lists becomes the quoted, cited list sentence."""
+        done = complete_list(turn.query, text, passages, [c.n for c in citations])
+        if done is None:
+            return text, citations
+        quoted, quoted_citations = checks.check_citations(done[0], passages)
+        if not quoted_citations:  # pragma: no cover - a passage's own sentence always supports itself
+            return text, citations
+        turn.notices.append(f"The draft named only part of the list; this answer quotes passage [{done[1]}].")
+        return quoted, quoted_citations
+
     def generate(
         self, turn: Turn, passages: list[Passage], max_new_tokens: int, system: str = "answer_system"
     ) -> Iterator[StreamEvent]:
         """Stream the model's draft as events; returns the `Draft` (via StopIteration) for the judge."""
-        messages = self.prompts.answer_messages(turn.query, passages, system)
+        messages = self.prompts.answer_messages(turn.query, passages, system, hint=shape(turn.query).hint)
         generator = self.generator
         t0 = time.perf_counter()
         first_s = 0.0  # seconds to this call's first piece: its prefill, for the speed model

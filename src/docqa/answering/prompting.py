@@ -57,15 +57,17 @@ class Prompts:
             raise ValueError(f"{name} takes {sorted(TEMPLATES[name])}, got {sorted(values)}")
         return self.templates[name].substitute(values)
 
-    def answer_messages(self, query: str, passages: list[Passage], system: str = "answer_system") -> list[Message]:
+    def answer_messages(
+        self, query: str, passages: list[Passage], system: str = "answer_system", hint: str = ""
+    ) -> list[Message]:
         """The chat messages that ask the model to answer `query` from the numbered `passages`.
 
         `system` names the system prompt: "answer_system", or "quote_system" for the second attempt.
+        `hint` is a line on the answer's shape put after the question (`docqa.answering.shapes`).
         """
-        return [
-            {"role": "system", "content": self.render(system)},
-            {"role": "user", "content": self.render("answer_user", passages=format_passages(passages), question=query)},
-        ]
+        question = f"{query}\n{hint}" if hint else query
+        user = self.render("answer_user", passages=format_passages(passages), question=question)
+        return [{"role": "system", "content": self.render(system)}, {"role": "user", "content": user}]
 
 
 def format_passages(passages: list[Passage], heading_words: int = 8) -> str:

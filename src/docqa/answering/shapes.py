@@ -1,0 +1,162 @@
+"""What shape of answer a question wants: yes or no first, or every item of a list.
+
+A small model told "name each of them" still often names one item, or restates the question,
+although the passage it cites lists every item. So a list answer is checked against its
+evidence after generation: when a sentence of the passages enumerates the items the question
+asks for and the draft misses some of them, the answer becomes that sentence, quoted and cited.
+The quote is the passage's own words, so it is grounded by construction; the choice of sentence
+is the risky part, and is guarded like the second attempt (it must address the question).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from docqa.answering.checks import addresses, strip_markers
+from docqa.retrieve.bm25 import STOPWORDS, stem, tokenize
+from docqa.types import Passage
+
+_AUXILIARY = frozenset(
+    "is are was were am do does did can could should would will shall may might must has have had "
+    "isn't aren't wasn't weren't don't doesn't didn't can't couldn't shouldn't won't wouldn't hasn't haven't".split()
+)
+_LEAD_IN = re.compile(r"^(?:(?:and|but|so|also|then|ok|okay|well)[, ]+)+", re.I)
+_COUNTS = dict(zip("two three four five six seven eight nine ten".split(), range(2, 11), strict=True))
+_NUMBER_WORD = r"(two|three|four|five|six|seven|eight|nine|ten|[2-9])"
+# "what three ways", "which two channels", "name the five measures"; not "the two strategies" (a referent).
+_COUNT = re.compile(
+    rf"\b(?:what|which)\s+{_NUMBER_WORD}\b|^(?:name|list|give)\s+(?:me\s+)?(?:the\s+)?{_NUMBER_WORD}\b", re.I
+)
+_LIST_ASK = re.compile(
+    r"^(?:list|name|enumerate)\b"
+    r"|\bwhat\s+(?:are|were)\s+the\b"
+    r"|\b(?:which|what)\s+(?:kinds|types|sorts|ways|steps|options|measures|parts|components|things|items|methods|modes|levels|values)\b"
+    # "which colour models are ...", "what files does it read": a plural noun asked for with which/what
+    r"|\b(?:which|what)\s+(?:[\w.-]+\s+){0,2}?[\w-]*[^su\W]s\s+(?:are|were|do|does|did|can|should|must|will|has|have)\b"
+    r"|\b(?:consists?|composed|made\s+up)\s+of\b"
+    r"|\bwhat\s+(?:does|do|did|will)\s+.+\b(?:cover|include|list|contain|offer|provide|support)\??$",
+    re.I,
+)
+YES_NO_HINT = "Begin the answer with Yes or No."
+LIST_HINT = "Name every item that the passages list."
+
+
+@dataclass(frozen=True)
+class Shape:
+    yes_no: bool = False
+    is_list: bool = False
+    count: int | None = None  # how many items the question asks for, when it says
+
+    @property
+    def hint(self) -> str:
+        """A line for the prompt, after the question ("" for a plain question: the prompt is unchanged)."""
+        if self.yes_no:
+            return YES_NO_HINT
+        if self.is_list:
+            return LIST_HINT
+        return ""
+
+
+def shape(question: str) -> Shape:
+    """The answer shape a question asks for.
+
+    >>> shape("Does ALTER SYSTEM write to postgresql.conf?").yes_no
+    True
+    >>> shape("Is the limit 8 kB or 16 kB?").yes_no  # a choice, not yes or no
+    False
+    >>> s = shape("Through which two channels should rural talent be built up?"); (s.is_list, s.count)
+    (True, 2)
+    >>> shape("What does the chapter on backups cover?").is_list, shape("Who wrote it?").is_list
+    (True, False)
+    """
+    text = " ".join(question.split())
+    body = _LEAD_IN.sub("", text)
+    first = body.split(" ", 1)[0].lower().strip(",") if body else ""
+    yes_no = first in _AUXILIARY and not re.search(r"\bor\b", body, re.I)
+    found = _COUNT.search(body)
+    word = (found.group(1) or found.group(2)).lower() if found else None
+    count = (_COUNTS.get(word) or int(word)) if word else None
+    is_list = count is not None or bool(_LIST_ASK.search(body))
+    return Shape(yes_no=yes_no, is_list=is_list and not yes_no, count=count)
+
+
+# --- list completion ---------------------------------------------------------------------------
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]”’]*\s+(?=[A-Z\"“(])")
+_ITEM_SPLIT = re.compile(r"\s*(?:;|,|\band\b|\bor\b|\bas well as\b)\s*", re.I)
+_ENUM_LEAD = re.compile(r"^.*?(?::|\binclud(?:e|es|ing)\b|\bsuch as\b|\bnamely\b|\bare\b|\bis\b|\bbetween\b)\s+", re.I)
+
+
+def _stems(text: str) -> set[str]:
+    return {stem(t) for t in tokenize(text) if t not in STOPWORDS}
+
+
+def items(sentence: str) -> list[str]:
+    """The items a sentence enumerates ([] when it enumerates nothing).
+
+    >>> items("The policies draw boundaries between households, villages, and counties.")
+    ['households', 'villages', 'counties']
+    >>> items("Talent should be built through internal training and external introduction.")
+    []
+    """
+    body = _ENUM_LEAD.sub("", sentence.strip().rstrip(".!?"), count=1)
+    if body.count(",") + body.count(";") < 1:
+        return []  # "A and B" alone is too often a phrase, not a list
+    parts = [p.strip(" \"'()“”‘’") for p in _ITEM_SPLIT.split(body)]
+    parts = [p for p in parts if p]
+    if len(parts) < 2 or any(len(p.split()) > 8 for p in parts):
+        return []  # long clauses between commas: prose, not a list
+    return parts
+
+
+def _candidates(passage: Passage) -> list[str]:
+    """Sentences of a passage; a sentence ending in ':' takes the short lines that follow as its list."""
+    lines = [
+        sentence.strip()
+        for line in passage.chunk.text.splitlines()
+        for sentence in _SENTENCE_END.split(line)
+        if sentence.strip()
+    ]
+    out = []
+    for i, line in enumerate(lines):
+        if line.endswith(":"):
+            follow = []
+            for nxt in lines[i + 1 : i + 13]:
+                if len(nxt.split()) > 25:
+                    break
+                follow.append(nxt.rstrip(".;,"))
+            if len(follow) >= 2:
+                out.append(f"{line} {'; '.join(follow)}.")
+                continue
+        out.append(line)
+    return out
+
+
+def complete_list(question: str, answer: str, passages: list[Passage], cited: list[int]) -> tuple[str, int] | None:
+    """A quoted sentence naming every item, when the draft `answer` misses items its evidence lists.
+
+    Returns (new answer text with its marker, passage number) or None to keep the draft. The
+    sentence must enumerate at least the number of items the question asks for, address the
+    question, and name items the draft lacks. Sentences of cited passages win ties.
+    """
+    want = shape(question)
+    if not want.is_list:
+        return None
+    asked = _stems(question)
+    best: tuple[float, str, list[str], int] | None = None
+    for p in passages:
+        for sentence in _candidates(p):
+            found = items(sentence)
+            if not max(2, want.count or 2) <= len(found) <= (want.count or 99) + 2 or not addresses(question, sentence):
+                continue
+            score = len(asked & _stems(sentence)) / max(1, len(asked)) + (0.25 if p.n in cited else 0.0)
+            if best is None or score > best[0]:
+                best = (score, sentence, found, p.n)
+    if best is None:
+        return None
+    _, sentence, found, n = best
+    said = _stems(strip_markers(answer))
+    if all(len(_stems(it) & said) * 2 >= max(1, len(_stems(it))) for it in found):
+        return None  # the draft already names every item of the best list
+    return f"{sentence.rstrip()} [{n}]", n

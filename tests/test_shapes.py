@@ -1,0 +1,105 @@
+"""Answer shapes: yes/no questions are told to answer yes or no first; list answers name every item."""
+
+from pathlib import Path
+
+import pytest
+
+from docqa.answering.shapes import LIST_HINT, YES_NO_HINT, complete_list, items, shape
+from fakes import ScriptedGenerator
+from support import passage
+
+
+@pytest.mark.parametrize(
+    ("question", "yes_no", "is_list", "count"),
+    [
+        ("Does ALTER SYSTEM write to postgresql.conf?", True, False, None),
+        ("And is booktabs compatible with colortbl?", True, False, None),
+        ("Can I use Libtasn1 from C++?", True, False, None),
+        ("Is the page size 8 kB or 16 kB?", False, False, None),  # a choice between two answers
+        ("Through which two channels should rural talent be built up?", False, True, 2),
+        ("In what three ways do the strategies differ?", False, True, 3),
+        ("Name the five measures the essay proposes.", False, True, 5),
+        ("List the color models xcolor supports.", False, True, None),
+        ("What are the rules for booktabs rules?", False, True, None),
+        ("What does the chapter on backups cover?", False, True, None),
+        ("Which kinds of units are named?", False, True, None),
+        ("What is the fourth measure for connecting the two strategies?", False, False, None),  # "the two": a referent
+        ("What kind of poverty was eliminated?", False, False, None),  # one kind
+        ("Who maintains the library?", False, False, None),
+    ],
+)
+def test_shape(question, yes_no, is_list, count):
+    got = shape(question)
+    assert (got.yes_no, got.is_list, got.count) == (yes_no, is_list, count)
+
+
+def test_items_finds_enumerations_not_prose():
+    assert items("Supported models are rgb, cmy, cmyk, hsb and gray.") == ["rgb", "cmy", "cmyk", "hsb", "gray"]
+    assert items("The server, which starts at boot, reads the file once it is ready to serve clients.") == []
+    assert items("It reads the file and starts.") == []  # "A and B" alone is too often a phrase
+
+
+LIST_PASSAGE = "xcolor knows several models. Supported models are rgb, cmy, cmyk, hsb and gray. It loads fast."
+
+
+def test_complete_list_quotes_the_sentence_that_names_every_item():
+    passages = [passage(1, "Colors are mixed by expressions."), passage(2, LIST_PASSAGE)]
+    got = complete_list("Which color models are supported?", "The supported models include rgb [2].", passages, [2])
+    assert got == ("Supported models are rgb, cmy, cmyk, hsb and gray. [2]", 2)
+
+
+def test_complete_list_keeps_a_draft_that_names_every_item():
+    passages = [passage(1, LIST_PASSAGE)]
+    draft = "The supported models are rgb, cmy, cmyk, hsb and gray [1]."
+    assert complete_list("Which color models are supported?", draft, passages, [1]) is None
+
+
+def test_complete_list_leaves_other_questions_and_off_topic_lists_alone():
+    passages = [passage(1, LIST_PASSAGE)]
+    assert complete_list("Who wrote xcolor?", "Uwe Kern wrote it [1].", passages, [1]) is None
+    # A list that doesn't address the question is not an answer to it.
+    assert complete_list("Which operating systems are supported?", "Linux [1].", passages, [1]) is None
+    # Asked for two items, a five-item list is some other list.
+    assert complete_list("Which two files does it read?", "The rc file [1].", passages, [1]) is None
+
+
+def test_complete_list_takes_the_lines_after_a_colon_as_the_list():
+    text = "The server reads these files:\n\npostgresql.conf\n\npg_hba.conf\n\npg_ident.conf\n\nThen it starts."
+    got = complete_list("Which files does the server read?", "It reads postgresql.conf [1].", [passage(1, text)], [1])
+    assert got is not None and "pg_hba.conf" in got[0] and "pg_ident.conf" in got[0] and got[0].endswith("[1]")
+
+
+LIST_DOC = """Colour models
+
+xcolor knows several colour models. Supported models are rgb, cmy, cmyk, hsb and gray. Each has its own syntax.
+"""
+
+
+def test_pipeline_completes_a_partial_list_and_cites_it(tmp_path: Path, settings, embedder):
+    from docqa.answering.pipeline import Pipeline
+
+    (settings.docs_dir / "xcolor.txt").write_text(LIST_DOC, encoding="utf-8")
+    generator = ScriptedGenerator("The supported models include rgb [1].")
+    pipeline = Pipeline.from_settings(settings, embedder=embedder, generator=generator)
+    answer = pipeline.ask("Which colour models are supported by xcolor?")
+    assert not answer.abstained
+    assert "rgb, cmy, cmyk, hsb and gray" in answer.answer
+    assert [c.passage.chunk.source for c in answer.citations] == ["xcolor.txt"]
+    assert any("part of the list" in n for n in answer.notices)
+    assert LIST_HINT in generator.calls[0][-1]["content"]
+
+
+def test_pipeline_tells_the_model_to_answer_yes_or_no_first(settings, embedder):
+    from docqa.answering.pipeline import Pipeline
+
+    generator = ScriptedGenerator("Yes, the harvest begins in March [1].")
+    pipeline = Pipeline.from_settings(settings, embedder=embedder, generator=generator)
+    answer = pipeline.ask("Does the tea harvest begin in March?")
+    assert answer.answer.startswith("Yes") and not answer.abstained
+    user = generator.calls[0][-1]["content"]
+    assert user.rstrip().endswith("Does the tea harvest begin in March?\n" + YES_NO_HINT)
+
+    generator.calls.clear()
+    pipeline.ask("When does the tea harvest begin?")
+    user = generator.calls[0][-1]["content"]
+    assert YES_NO_HINT not in user and LIST_HINT not in user  # a plain question's prompt is unchanged
