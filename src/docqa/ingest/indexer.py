@@ -377,12 +377,12 @@ def _update(store: Store, settings: Settings, embedder: Embedder, rebuild: bool,
         raise nothing_indexable(settings, report)
     if pending:
         write(len(files))
-    meter(len(files), "writing the index")
     report.removed = sorted(set(old_files) - {s for s, _ in files})
     # A file indexed before that fails now is dropped too (no stale chunks of a file the manifest lacks).
     store.remove(sorted(set(old_files) - scanned_sources))
     report.chunks = sum(r["chunks"] for r in live.values())
     if report.changed or old is None or not old.complete:
+        meter(len(files), "writing the index")
         store.commit(manifest(complete=True))
         report.wrote = True
     report.seconds = time.perf_counter() - started
