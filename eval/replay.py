@@ -19,7 +19,7 @@ import json
 import sys
 from pathlib import Path
 
-from docqa.answering.shapes import complete_list
+from docqa.answering.shapes import complete_list, complete_parts
 from docqa.evaluate.metrics import contains_evidence, fact_recall
 from docqa.evaluate.runner import load_questions
 from docqa.ingest.embeddings import SentenceTransformerEmbedder
@@ -68,6 +68,8 @@ def main() -> int:
             done = complete_list(q.question, answer, passages, cited)
             if done is not None:
                 new_answer, new_cited = done[0], [done[1]]
+            for sentence, n in complete_parts(q.question, new_answer, passages):
+                new_answer, new_cited = f"{new_answer} {sentence} [{n}]", [*new_cited, n]
         new = fact_recall(new_answer, q.expected) if not rec["abstained"] else 0.0
         before, after = before + old, after + new
 

@@ -103,3 +103,43 @@ def test_pipeline_tells_the_model_to_answer_yes_or_no_first(settings, embedder):
     pipeline.ask("When does the tea harvest begin?")
     user = generator.calls[0][-1]["content"]
     assert YES_NO_HINT not in user and LIST_HINT not in user  # a plain question's prompt is unchanged
+
+
+PARTS = [
+    "The default port is 5432, set in postgresql.conf.",
+    "The data directory is set with the -D option. Logs go to the log directory.",
+]
+
+
+def test_complete_parts_quotes_the_sentence_for_a_part_the_draft_left_out():
+    from docqa.answering.shapes import complete_parts
+
+    passages = [passage(i + 1, t) for i, t in enumerate(PARTS)]
+    question = "What is the default port, and which option sets the data directory?"
+    got = complete_parts(question, "The default port is 5432 [1].", passages)
+    assert got == [("The data directory is set with the -D option.", 2)]
+    # Both parts answered: nothing to add.
+    both = "The default port is 5432 [1]. The -D option sets the data directory [2]."
+    assert complete_parts(question, both, passages) == []
+
+
+def test_complete_parts_needs_two_questions_not_a_pair_of_nouns():
+    from docqa.answering.shapes import complete_parts
+
+    passages = [passage(1, "Income is the top priority, though education and housing matter too.")]
+    # "education and housing" is a pair inside one question, not a comparison.
+    question = "Even with education and housing, what stays the top priority?"
+    assert complete_parts(question, "Income [1].", passages) == []
+
+
+def test_pipeline_answers_each_part_with_its_own_citation(settings, embedder):
+    from docqa.answering.pipeline import Pipeline
+
+    pipeline = Pipeline.from_settings(
+        settings, embedder=embedder, generator=ScriptedGenerator("The harvest begins in March [1].")
+    )
+    answer = pipeline.ask("When does the tea harvest begin, and when were the Hani terraces listed?")
+    assert "March" in answer.answer and "2013" in answer.answer
+    cited = {c.passage.chunk.text[:20] for c in answer.citations}
+    assert len(answer.citations) == 2, cited  # one passage per part
+    assert any("unanswered" in n for n in answer.notices)

@@ -16,7 +16,7 @@ from docqa.answering import checks
 from docqa.answering.budget import SpeedModel, fit_budget
 from docqa.answering.prompting import Prompts
 from docqa.answering.question import History, clean_question, needs_rewrite, paired_with_last, rewrite, split_parts
-from docqa.answering.shapes import complete_list, shape
+from docqa.answering.shapes import complete_list, complete_parts, shape
 from docqa.errors import DocsError
 from docqa.generate import Generator, count_text_tokens, load_generator
 from docqa.generate.weights import log
@@ -265,15 +265,26 @@ class Pipeline:
     def complete(
         self, turn: Turn, passages: list[Passage], text: str, citations: list[Citation]
     ) -> tuple[str, list[Citation]]:
-        """A list answer that misses items its evidence lists becomes the quoted, cited list sentence."""
+        """Make a partial answer whole from the passages' own words, each addition cited.
+
+        A list answer that misses items its evidence lists becomes the quoted list sentence; a
+        part of a multi-part or comparison question that the draft leaves out gets the sentence
+        that answers it, quoted after the draft.
+        """
         done = complete_list(turn.query, text, passages, [c.n for c in citations])
-        if done is None:
+        if done is not None:
+            text = done[0]
+            turn.notices.append(f"The draft named only part of the list; this answer quotes passage [{done[1]}].")
+        added = complete_parts(turn.query, text, passages)
+        for sentence, n in added:
+            text = f"{text} {sentence} [{n}]"
+        if added:
+            numbers = ", ".join(f"[{n}]" for _, n in added)
+            turn.notices.append(f"The draft left part of the question unanswered; quoted from passage {numbers}.")
+        if done is None and not added:
             return text, citations
-        quoted, quoted_citations = checks.check_citations(done[0], passages)
-        if not quoted_citations:  # pragma: no cover - a passage's own sentence always supports itself
-            return text, citations
-        turn.notices.append(f"The draft named only part of the list; this answer quotes passage [{done[1]}].")
-        return quoted, quoted_citations
+        checked, checked_citations = checks.check_citations(text, passages)
+        return (checked, checked_citations) if checked_citations else (text, citations)
 
     def generate(
         self, turn: Turn, passages: list[Passage], max_new_tokens: int, system: str = "answer_system"

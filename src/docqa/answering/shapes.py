@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass
 
 from docqa.answering.checks import addresses, strip_markers
+from docqa.answering.question import split_parts
 from docqa.retrieve.bm25 import STOPWORDS, stem, tokenize
 from docqa.types import Passage
 
@@ -160,3 +161,73 @@ def complete_list(question: str, answer: str, passages: list[Passage], cited: li
     if all(len(_stems(it) & said) * 2 >= max(1, len(_stems(it))) for it in found):
         return None  # the draft already names every item of the best list
     return f"{sentence.rstrip()} [{n}]", n
+
+
+# --- multi-part completion ---------------------------------------------------------------------
+
+_COMPARING = re.compile(r"\b(?:compar\w*|differ\w*|versus|vs\.?|contrast\w*|whereas)\b", re.I)
+_CLAUSES = re.compile(
+    r"[;?]\s+\S|,?\s+and\s+(?:what|which|how|why|when|where|who|whose|is|are|does|do|did|can)\b", re.I
+)
+_NOT_TERMS = frozenset(stem(w) for w in "compare compared differ differs difference different each both versus".split())
+
+
+_WHEN = re.compile(r"\b(?:when|what\s+year|which\s+year|what\s+date)\b", re.I)
+_HOW_MUCH = re.compile(r"\bhow\s+(?:many|much|long|large|big|often|old|far|high)\b|\bwhat\s+percentage\b", re.I)
+_NUMBER_WORDS = re.compile(r"\d|\b(?:one|two|three|four|five|six|seven|eight|nine|ten|hundred|thousand)\b", re.I)
+_MONTHS = re.compile(r"\b(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\b", re.I)
+
+
+def fits(question: str, sentence: str) -> bool:
+    """Could the sentence answer the question's kind: a time for "when", an amount for "how many"?
+
+    >>> fits("When were the terraces listed?", "They were listed in 2013."), fits("When?", "They are large.")
+    (True, False)
+    """
+    if _HOW_MUCH.search(question):
+        return bool(_NUMBER_WORDS.search(sentence))
+    if _WHEN.search(question):
+        return bool(re.search(r"\d", sentence) or _MONTHS.search(sentence))
+    return True
+
+
+def _terms(text: str) -> set[str]:
+    return _stems(text) - _NOT_TERMS
+
+
+def complete_parts(question: str, answer: str, passages: list[Passage]) -> list[tuple[str, int]]:
+    """Sentences to add for the parts of a multi-part or comparison question the draft leaves out.
+
+    A part counts as answered when the draft holds half of its key words. For a part left out,
+    the passage sentence that holds most of them (at least half, and the part's numbers) is
+    returned with its passage number, to be quoted after the draft.
+    """
+    parts = split_parts(question)
+    if len(parts) < 2 or not (_CLAUSES.search(question) or _COMPARING.search(question)):
+        return []  # "A and B" inside a plain question is not two questions
+    said = _stems(strip_markers(answer))
+    shared = set.intersection(*(_terms(p) for p in parts))  # words every part has: the question's frame
+    added: list[tuple[str, int]] = []
+    for part in parts:
+        own = _terms(part) - shared or _terms(part)
+        if not own or len(own & said) * 2 >= len(own):
+            continue
+        best: tuple[tuple[float, float], str, int] | None = None
+        for p in passages:
+            sentences = _candidates(p)
+            for i, sentence in enumerate(sentences):
+                words = _stems(sentence)
+                if len(words & said) >= 0.7 * len(words) or not fits(part, sentence):
+                    continue  # the draft says this already, or it is not the kind of answer asked for
+                # "They were listed in 2013" answers "when were the terraces listed?" after a
+                # sentence about the terraces: the previous sentence and the heading count too.
+                context = words | _stems(sentences[i - 1] if i else "") | _stems(p.chunk.heading or "")
+                if any(t[0].isdigit() and t not in context for t in own):
+                    continue
+                score = (len(own & context) / len(own), len(own & words) / len(own))
+                if score[0] >= 0.5 and (best is None or score > best[0]):
+                    best = (score, sentence, p.n)
+        if best is not None and best[1] not in {s for s, _ in added}:
+            added.append((best[1], best[2]))
+            said |= _stems(best[1])
+    return added
