@@ -143,3 +143,17 @@ def test_pipeline_answers_each_part_with_its_own_citation(settings, embedder):
     cited = {c.passage.chunk.text[:20] for c in answer.citations}
     assert len(answer.citations) == 2, cited  # one passage per part
     assert any("unanswered" in n for n in answer.notices)
+
+
+def test_broad_questions_get_more_passages_and_a_summary_hint(settings, embedder):
+    from docqa.answering.pipeline import Pipeline
+    from docqa.answering.shapes import BROAD_HINT
+
+    generator = ScriptedGenerator("The harvest begins in March [1].")
+    s = settings.model_copy(update={"top_k": 1, "broad_top_k": 2})
+    pipeline = Pipeline.from_settings(s, embedder=embedder, generator=generator)
+    assert len(pipeline.ask("When does the tea harvest begin?").retrieved) == 1
+    broad = pipeline.ask("What does the document say about tea and rice terraces?")
+    assert len(broad.retrieved) == 2
+    assert generator.calls[-1][-1]["content"].rstrip().endswith(BROAD_HINT)
+    assert len(pipeline.ask("What does the document say about tea?", top_k=1).retrieved) == 1  # asked for: kept

@@ -223,7 +223,7 @@ class Pipeline:
         """The passages for the turn's query, cut to fit the time budget when there is one."""
         s = self.settings
         t0 = time.perf_counter()
-        k, mode = top_k or s.top_k, mode or s.retrieval
+        k, mode = top_k or (s.broad_top_k if shape(turn.query).broad else s.top_k), mode or s.retrieval
         found = self.retriever.retrieve(turn.query, k, mode)
         parts = split_parts(turn.query) if s.search_parts else []
         if parts:  # a multi-part or comparison question: each part's best passage gets a slot

@@ -39,8 +39,15 @@ _LIST_ASK = re.compile(
     r"|\bwhat\s+(?:does|do|did|will)\s+.+\b(?:cover|include|list|contain|offer|provide|support)\??$",
     re.I,
 )
+_BROAD = re.compile(
+    r"^(?:summari[sz]e|give\s+(?:me\s+)?(?:an?\s+)?(?:overview|summary)|overview|describe|explain|tell\s+me\s+about)\b"
+    r"|\bwhat\s+(?:does|do|did)\s+.{0,80}?\b(?:say|said|write|tell\s+us|cover)\s+(?:about|on|regarding)\b"
+    r"|\bwhat\s+is\s+said\s+about\b|\b(?:summary|overview)\s+of\b",
+    re.I,
+)
 YES_NO_HINT = "Begin the answer with Yes or No."
 LIST_HINT = "Name every item that the passages list."
+BROAD_HINT = "Sum up what the passages say on this, one short sentence per point, each with its passage number."
 
 
 @dataclass(frozen=True)
@@ -48,12 +55,15 @@ class Shape:
     yes_no: bool = False
     is_list: bool = False
     count: int | None = None  # how many items the question asks for, when it says
+    broad: bool = False  # "what does it say about X", "summarize Y": more passages, a summary
 
     @property
     def hint(self) -> str:
         """A line for the prompt, after the question ("" for a plain question: the prompt is unchanged)."""
         if self.yes_no:
             return YES_NO_HINT
+        if self.broad:
+            return BROAD_HINT
         if self.is_list:
             return LIST_HINT
         return ""
@@ -70,6 +80,8 @@ def shape(question: str) -> Shape:
     (True, 2)
     >>> shape("What does the chapter on backups cover?").is_list, shape("Who wrote it?").is_list
     (True, False)
+    >>> shape("What does the manual say about vacuuming?").broad, shape("Summarize the section on WAL.").broad
+    (True, True)
     """
     text = " ".join(question.split())
     body = _LEAD_IN.sub("", text)
@@ -79,7 +91,8 @@ def shape(question: str) -> Shape:
     word = (found.group(1) or found.group(2)).lower() if found else None
     count = (_COUNTS.get(word) or int(word)) if word else None
     is_list = count is not None or bool(_LIST_ASK.search(body))
-    return Shape(yes_no=yes_no, is_list=is_list and not yes_no, count=count)
+    broad = not yes_no and count is None and bool(_BROAD.search(body))
+    return Shape(yes_no=yes_no, is_list=is_list and not yes_no and not broad, count=count, broad=broad)
 
 
 # --- list completion ---------------------------------------------------------------------------

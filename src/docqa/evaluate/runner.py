@@ -163,13 +163,14 @@ def score_one(q: EvalQuestion, answer: Answer, k: int) -> dict[str, Any]:
         record["source"] = q.source
         record["source_rank"] = source_rank(answer.retrieved, q.source, q.page)
     if q.answerable:
+        given = max(k, len(texts))  # a broad question is given more than k passages (Settings.broad_top_k)
         rank = m.evidence_rank(texts, q.evidence)
         good_cites = [c for c in cited if any(m.contains_evidence(c, s) for s in q.evidence)]
         record.update(
             evidence_rank=rank,
-            hit_k=m.evidence_hit(texts, q.evidence, k),
+            hit_k=m.evidence_hit(texts, q.evidence, given),
             hit_5=m.evidence_hit(texts, q.evidence, 5),
-            evidence_recall=m.evidence_recall(texts, q.evidence, k),
+            evidence_recall=m.evidence_recall(texts, q.evidence, given),
             fact_recall=0.0 if answer.abstained else m.fact_recall(answer.answer, q.expected),
             token_f1=0.0 if answer.abstained else m.token_f1(answer.answer, q.expected),
             citations_total=len(cited),
