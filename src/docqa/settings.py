@@ -48,6 +48,10 @@ class Settings(BaseModel):
     # Embedding precision. auto: bf16 autocast where the CPU has native bf16 (2x faster indexing),
     # else float32. Vectors stay float32 either way; the index does not need rebuilding to switch.
     embed_dtype: Literal["auto", "bfloat16", "float32"] = "auto"
+    # Embedding backend. onnx: the model exported once to ONNX under cache_dir and run by ONNX Runtime on every
+    # core (faster on CPU; vectors within cosine 1e-5 of torch's, so an index serves either). torch: the
+    # sentence-transformers reference. auto: onnx when onnxruntime imports and embedding isn't bf16, else torch.
+    embed_backend: Literal["auto", "torch", "onnx"] = "auto"
     offline: bool = True  # set HF_HUB_OFFLINE so nothing tries the network
     threads: int | None = None  # torch threads; None: torch's default (all cores)
     prompt_lookup_tokens: int = Field(10, ge=0, le=64)  # prompt-lookup drafting for faster decode; 0: off
