@@ -342,7 +342,7 @@ def export_onnx(source: str, target: Path) -> None:
     import torch
     from sentence_transformers import SentenceTransformer
 
-    log.warning("exporting embedding model %s to ONNX in %s (once; about a minute)", source, target)
+    log.warning("exporting embedding model %s to ONNX in %s (once; 10-30 s)", source, target)
     try:
         st = SentenceTransformer(source, device="cpu")
     except OSError as exc:
