@@ -22,7 +22,7 @@ from pathlib import Path
 from docqa.answering.shapes import complete_list, complete_parts
 from docqa.evaluate.metrics import contains_evidence, fact_recall
 from docqa.evaluate.runner import load_questions
-from docqa.ingest.embeddings import SentenceTransformerEmbedder
+from docqa.ingest.embeddings import embedder_from_settings
 from docqa.settings import Settings
 from docqa.stores import open_retriever
 from docqa.types import Passage
@@ -44,7 +44,7 @@ def main() -> int:
     args = parser.parse_args()
 
     settings = Settings.load(docs_dir=args.docs, index_dir=args.index)
-    embedder = SentenceTransformerEmbedder(settings.embed_model, dtype=settings.embed_dtype)
+    embedder = embedder_from_settings(settings)
     retriever = open_retriever(settings, embedder)
     by_id = {c.id: c for c in retriever.chunks}
     questions = {q.id: q for q in load_questions(args.set)}

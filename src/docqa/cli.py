@@ -93,7 +93,7 @@ def index_cmd(
 
     Ctrl-C stops it; the next run resumes, re-embedding only what was not yet written.
     """
-    from docqa.ingest.embeddings import SentenceTransformerEmbedder
+    from docqa.ingest.embeddings import embedder_from_settings
     from docqa.settings import apply_runtime_settings
     from docqa.stores import update_index
 
@@ -101,7 +101,7 @@ def index_cmd(
     apply_runtime_settings(settings)
     bar = ProgressBar()
     try:
-        embedder = SentenceTransformerEmbedder(settings.embed_model, dtype=settings.embed_dtype)
+        embedder = embedder_from_settings(settings)
         if ray_address is not None:
             from docqa.ingest.ray import update_index_with_ray
 

@@ -112,9 +112,9 @@ class Pipeline:
         settings = settings or Settings.load()
         apply_runtime_settings(settings)
         if embedder is None:
-            from docqa.ingest.embeddings import SentenceTransformerEmbedder
+            from docqa.ingest.embeddings import embedder_from_settings
 
-            embedder = SentenceTransformerEmbedder(settings.embed_model, dtype=settings.embed_dtype)
+            embedder = embedder_from_settings(settings)
         report, retriever = None, None
         if settings.auto_index:
             try:
