@@ -3,11 +3,16 @@
 Layout of `index/`:
 
     CURRENT            name of the live version folder, swapped atomically with os.replace
-    v-<time>-<rand>/   faiss.index, chunks.jsonl, manifest.json
+    v-<time>-<rand>/   faiss.index, chunks.jsonl, manifest.json, and .readers (a lock file)
     .lock              held by a writer (`docqa index`) while it works
 
 A writer builds a complete new version folder, fsyncs it, then points CURRENT at it. A crash at
 any moment leaves CURRENT naming a complete older version, so the previous index still loads.
+
+Readers run beside a writer (the web app answers while it re-indexes). A reader resolves CURRENT
+once and reads that version's files whole, holding a shared flock on its `.readers` file; the
+writer prunes a superseded version only when it can take that lock exclusively, renaming the folder
+away first, so a reader either has the complete version or sees it gone and resolves CURRENT again.
 A long update also writes checkpoint versions (every `CHECKPOINT_S` seconds at least), so an
 interrupted `docqa index` keeps what it had embedded by its last checkpoint.
 """
@@ -32,7 +37,7 @@ import numpy as np
 
 from docqa.errors import IndexStateError
 from docqa.retrieve.bm25 import BM25
-from docqa.stores.manifest import FORMAT_VERSION, Manifest
+from docqa.stores.manifest import FORMAT_VERSION, REBUILD, Manifest
 from docqa.types import Chunk
 
 FILES = ("faiss.index", "chunks.jsonl")
@@ -40,6 +45,8 @@ EMBED_BATCH = 512  # new chunks embedded per step: bounds what an update holds b
 CHECKPOINT_S = 120.0  # at least this long between checkpoint versions during an update
 CHECKPOINT_COST = 10  # ...and at least this many times as long as the last one took to write
 _VERSION_NAME = re.compile(r"v-[0-9]{14}-[0-9a-f]{6}")  # what write_index names a version folder
+READERS = ".readers"  # in each version folder: readers hold a shared flock on it while they load
+LOAD_TRIES = 20  # how often a reader resolves CURRENT again when the version it named was pruned
 
 
 @dataclass
@@ -75,8 +82,8 @@ def current_version(index_dir: Path) -> Path | None:
     if not pointer.is_file():
         return None
     name = pointer.read_bytes().strip().decode("utf-8", errors="replace")
-    if not name:
-        return None
+    if not name:  # a writer never leaves it empty (it is replaced whole): damage, not "no index"
+        raise IndexStateError(f"the index pointer {pointer} is corrupt (it is empty)", "run `docqa index --rebuild`")
     if not _VERSION_NAME.fullmatch(name):
         raise IndexStateError(
             f"the index pointer {pointer} is corrupt (it names {name[:40]!r})", "run `docqa index --rebuild`"
@@ -84,28 +91,75 @@ def current_version(index_dir: Path) -> Path | None:
     return index_dir / name
 
 
-def read_manifest(index_dir: Path) -> dict[str, Any] | None:
-    """The live manifest, or None when there is no index yet."""
-    version = current_version(index_dir)
-    if version is None:
-        return None
+@contextmanager
+def _reading(version: Path) -> Iterator[bool]:
+    """Hold a shared lock on the version's `.readers` while reading it, so no writer prunes it
+    meanwhile. Yields whether the version is there: False when it was pruned since CURRENT named it.
+    """
     try:
-        manifest = json.loads((version / "manifest.json").read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        fd = os.open(version / READERS, os.O_RDONLY)
+    except OSError:  # pruned, or written before versions had a readers lock: read without one
+        yield version.is_dir()
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)  # waits only while a writer renames this version away
+        yield version.is_dir()  # a pruned version is renamed away before its lock is let go
+    finally:
+        os.close(fd)
+
+
+def _read_version(index_dir: Path, names: tuple[str, ...]) -> tuple[Path, dict[str, bytes | None]] | None:
+    """The live version and the bytes of its files `names` (None: missing), all read from one
+    version; None when there is no index yet.
+
+    Each file is read whole through one open handle, so checksums are computed on the very bytes
+    that are parsed. When a writer replaced and pruned the version while it was being read, CURRENT
+    is resolved again: a reader never mixes versions, and never reports a pruned one as corrupt.
+    """
+    for _ in range(LOAD_TRIES):
+        version = current_version(index_dir)
+        if version is None:
+            return None
+        data: dict[str, bytes | None] = {}
+        with _reading(version) as there:
+            for name in names:
+                try:
+                    data[name] = (version / name).read_bytes() if there else None
+                except OSError:
+                    data[name] = None
+        if all(v is not None for v in data.values()) or current_version(index_dir) == version:
+            return version, data  # complete, or CURRENT still names what is missing: damage
+    raise IndexStateError(f"the index in {index_dir} changed {LOAD_TRIES} times while it was being read", "try again")
+
+
+def _parse_manifest(version: Path, raw: bytes | None) -> dict[str, Any]:
+    try:
+        manifest = json.loads(raw.decode("utf-8")) if raw is not None else None
+    except (UnicodeDecodeError, json.JSONDecodeError):
         manifest = None
     if not isinstance(manifest, dict):
         raise IndexStateError(f"the index manifest in {version} is missing or corrupt", "run `docqa index --rebuild`")
     return manifest
 
 
+def read_manifest(index_dir: Path) -> dict[str, Any] | None:
+    """The live manifest, or None when there is no index yet."""
+    found = _read_version(index_dir, ("manifest.json",))
+    if found is None:
+        return None
+    version, data = found
+    return _parse_manifest(version, data["manifest.json"])
+
+
 def load_index(index_dir: Path) -> StoredIndex:
+    """The live version, loaded whole into memory: later writes and prunes don't touch it."""
     import faiss
 
-    version = current_version(index_dir)
-    if version is None:
+    found = _read_version(index_dir, ("manifest.json", *FILES))
+    if found is None:
         raise IndexStateError(f"no index in {index_dir}", "run `docqa index` to build it from your documents")
-    manifest = read_manifest(index_dir)
-    assert manifest is not None
+    version, data = found
+    manifest = _parse_manifest(version, data["manifest.json"])
     if manifest.get("format") != FORMAT_VERSION:
         raise IndexStateError(
             f"the index in {index_dir} has format {manifest.get('format')}, this docqa reads {FORMAT_VERSION}",
@@ -117,17 +171,21 @@ def load_index(index_dir: Path) -> StoredIndex:
             f"the index manifest in {version} lacks its checksums or dimension", "run `docqa index --rebuild`"
         )
     for name in FILES:
-        path = version / name
-        if not path.is_file() or sha256_file(path) != checksums.get(name):
+        raw = data[name]
+        if raw is None:
+            raise IndexStateError(f"index file {version / name} is missing or corrupt (it is not there)", REBUILD)
+        if hashlib.sha256(raw).hexdigest() != checksums.get(name):
             raise IndexStateError(
-                f"index file {path} is missing or corrupt (checksum mismatch)", "run `docqa index --rebuild`"
+                f"index file {version / name} is missing or corrupt (checksum mismatch: {len(raw)} bytes,"
+                " truncated or changed since it was written)",
+                REBUILD,
             )
     try:
-        index = faiss.read_index(str(version / "faiss.index"))
-        with (version / "chunks.jsonl").open(encoding="utf-8") as fh:
-            chunks = [Chunk.from_dict(json.loads(line)) for line in fh if line.strip()]
-    except (RuntimeError, json.JSONDecodeError, TypeError) as exc:
-        raise IndexStateError(f"could not read the index in {version} ({exc})", "run `docqa index --rebuild`") from None
+        index = faiss.deserialize_index(np.frombuffer(data["faiss.index"] or b"", dtype=np.uint8))
+        lines = (data["chunks.jsonl"] or b"").decode("utf-8").splitlines()
+        chunks = [Chunk.from_dict(json.loads(line)) for line in lines if line.strip()]
+    except (RuntimeError, UnicodeDecodeError, json.JSONDecodeError, TypeError) as exc:
+        raise IndexStateError(f"could not read the index in {version} ({exc})", REBUILD) from None
     if index.ntotal != len(chunks) or index.d != manifest["dim"]:
         raise IndexStateError(
             f"the index in {version} has {index.ntotal} vectors of dimension {index.d}"
@@ -158,6 +216,7 @@ def write_index(index_dir: Path, chunks: list[Chunk], vectors: np.ndarray, manif
                 fh.write(json.dumps(chunk.to_dict(), ensure_ascii=False) + "\n")
         manifest = {**manifest, "format": FORMAT_VERSION, "checksums": {n: sha256_file(tmp / n) for n in FILES}}
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False), encoding="utf-8")
+        (tmp / READERS).touch()  # readers lock it while loading this version (see `_reading`)
         for name in (*FILES, "manifest.json"):
             _fsync(tmp / name)
         os.replace(tmp, version)
@@ -175,24 +234,60 @@ def write_index(index_dir: Path, chunks: list[Chunk], vectors: np.ndarray, manif
 
 
 def clean(index_dir: Path, keep: str | None = None) -> list[str]:
-    """Remove what a killed writer left (half-written `.tmp-*` folders, `.CURRENT-*` files) and, when
-    `keep` names the version just made live, every other version. Returns the names removed.
+    """Remove what a killed writer left (half-written `.tmp-*` and half-removed `.trash-*` folders,
+    `.CURRENT-*` files) and, when `keep` names the live version, every other version that no reader
+    is loading right now; one being loaded is left for the next writer. Returns the names removed.
 
     Call only while holding the writer lock.
     """
     removed = []
-    for path in index_dir.iterdir() if index_dir.is_dir() else ():
-        if path.name == keep:
-            continue
-        stale = (".tmp-", "v-") if keep else (".tmp-",)
-        if path.name.startswith(stale) and path.is_dir():
+    for path in sorted(index_dir.iterdir()) if index_dir.is_dir() else ():
+        name = path.name
+        if name.startswith((".tmp-", ".trash-")) and path.is_dir():
             shutil.rmtree(path, ignore_errors=True)
-        elif path.name.startswith(".CURRENT-"):
+        elif name.startswith(".CURRENT-"):
             path.unlink(missing_ok=True)
-        else:
+        elif not (keep and name != keep and name.startswith("v-") and path.is_dir() and prune(path)):
             continue
-        removed.append(path.name)
+        removed.append(name)
     return removed
+
+
+def prune(version: Path) -> bool:
+    """Remove a superseded version unless a reader is loading it (then False: it stays for now).
+
+    The folder is renamed away while its `.readers` lock is held exclusively, so a reader either
+    holds the lock first (and the version stays whole) or finds the folder gone and resolves
+    CURRENT again; it never sees a version half removed.
+    """
+    try:
+        fd: int | None = os.open(version / READERS, os.O_RDONLY)
+    except OSError:
+        fd = None  # written before versions had a readers lock
+    try:
+        if fd is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False
+        trash = version.with_name(f".trash-{version.name}")
+        os.rename(version, trash)
+    except OSError:
+        return False
+    finally:
+        if fd is not None:
+            os.close(fd)
+    shutil.rmtree(trash, ignore_errors=True)
+    return True
+
+
+def live_name(index_dir: Path) -> str | None:
+    """The live version's folder name, or None when there is none or CURRENT is damaged."""
+    try:
+        version = current_version(index_dir)
+    except IndexStateError:
+        return None
+    return version.name if version is not None and version.is_dir() else None
 
 
 def _fsync(path: Path) -> None:
@@ -314,12 +409,23 @@ class FaissStore:
     @contextmanager
     def writer_lock(self, wait_s: float = 0.0) -> Iterator[None]:
         with writer_lock(self.index_dir, wait_s):
-            clean(self.index_dir)  # a writer killed mid-write (kill -9, power cut) left these
+            # What a writer killed mid-write left (kill -9, power cut), and versions a reader was
+            # still loading when the last writer pruned.
+            clean(self.index_dir, keep=live_name(self.index_dir))
             yield
 
     def read_manifest(self) -> Manifest | None:
         data = read_manifest(self.index_dir)
-        return None if data is None else Manifest.from_dict(data, self.where)
+        if data is None:
+            versions = [p for p in self.index_dir.glob("v-*") if p.is_dir()] if self.index_dir.is_dir() else []
+            if versions:  # CURRENT was deleted: an index is there, but which version is live is lost
+                raise IndexStateError(
+                    f"the index pointer {self.index_dir / 'CURRENT'} is missing, though {len(versions)}"
+                    " version folder(s) are there",
+                    REBUILD,
+                )
+            return None
+        return Manifest.from_dict(data, self.where)
 
     def begin(self, wanted: Manifest, old: Manifest | None) -> None:
         self.loaded = load_index(self.index_dir) if old is not None else None
