@@ -216,3 +216,26 @@ def test_hidden_html_text_is_not_indexed(tmp_path: Path):
     doc = read_document(tmp_path / "page.html")
     assert "86 metres" in doc.text
     assert not any(s in doc.text for s in ("PWNED", "Secret A", "Secret B", "Secret C"))
+
+
+def test_definition_terms_lead_their_description_without_splitting_it(tmp_path: Path):
+    from docqa.ingest.chunking import chunk_document
+
+    desc = " ".join(f"Sentence {i} about memory." for i in range(30))
+    html = (
+        "<html><head><title>Resource Consumption</title></head><body><h2>Memory</h2><dl>"
+        f"<dt><code>shared_buffers</code> (integer)</dt><dd><p>{desc} The default is 128MB.</p></dd>"
+        "<dt>work_mem</dt><dd><p>Sets the base memory.</p></dd></dl></body></html>"
+    )
+    (tmp_path / "r.html").write_text(html, encoding="utf-8")
+    doc = read_document(tmp_path / "r.html")
+    assert (
+        doc.heading_at(doc.text.index("The default is 128MB"))
+        == "Resource Consumption › Memory › shared_buffers (integer)"
+    )
+    assert doc.heading_at(doc.text.index("Sets the base")) == "Resource Consumption › Memory › work_mem"
+    chunks = chunk_document(doc, "r.html", lambda t: len(t.split()), max_tokens=60, overlap_tokens=0)
+    last = next(c for c in chunks if "128MB" in c.text)
+    assert "shared_buffers" not in last.text and "shared_buffers" in last.search_text  # found by its name
+    # Terms don't start chunks: the short work_mem entry shares a chunk with the end of the one before.
+    assert any("work_mem" in c.text and "Sentence" in c.text for c in chunks)

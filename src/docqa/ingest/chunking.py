@@ -98,7 +98,7 @@ def chunk_document(
     text is never dropped).
     """
     text = doc.text
-    heading_starts = {start for start, _ in doc.headings}
+    heading_starts = {start for start, _ in doc.headings} - doc.soft_headings
     # Each unit: (span, tokens, section number). Units of different sections never share a chunk.
     units: list[tuple[Span, int, int]] = []
     section = 0

@@ -32,7 +32,7 @@ from docqa.stores.manifest import Manifest
 from docqa.types import Chunk
 
 # Bump when chunking or what gets embedded changes, so old indexes are rebuilt, not mixed.
-CHUNKER_VERSION = 3  # 3: headings are paths led by the document title
+CHUNKER_VERSION = 4  # 3: headings are paths led by the document title; 4: <dt> terms lead their chunks
 Progress = Callable[[int, int, str], None]  # (files done, files total, status message)
 
 
@@ -61,6 +61,11 @@ class IndexReport:
         return bool(self.added or self.updated or self.removed or self.rebuilt_because)
 
     def summary(self) -> str:
+        """One line: why it was rebuilt (when it was), then what it holds and what changed.
+
+        >>> IndexReport(added=["a.txt"], chunks=3, rebuilt_because="the index pointer is empty").summary()
+        'rebuilt because the index pointer is empty; 3 chunks from 1 files, added 1, embedded 0 chunks in 0.0 s'
+        """
         parts = [f"{self.chunks} chunks from {len(self.added) + len(self.updated) + len(self.unchanged)} files"]
         for label, items in (("added", self.added), ("updated", self.updated), ("removed", self.removed)):
             if items:
@@ -70,7 +75,8 @@ class IndexReport:
         parts.append(f"embedded {self.embedded} chunks in {self.seconds:.1f} s")
         if self.failed:
             parts.append(f"FAILED {len(self.failed)}")
-        return ", ".join(parts)
+        text = ", ".join(parts)
+        return f"rebuilt because {self.rebuilt_because}; {text}" if self.rebuilt_because else text
 
 
 class Meter:

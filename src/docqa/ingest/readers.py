@@ -25,6 +25,9 @@ class UnreadableFile(Exception):
 class Document:
     text: str
     headings: list[tuple[int, str]] = field(default_factory=list)  # (char offset, heading path)
+    # Offsets of headings that name what follows without starting a new chunk: the terms of a
+    # definition list (a manual's option or parameter names, each before its description).
+    soft_headings: set[int] = field(default_factory=set)
     pages: list[tuple[int, int]] = field(default_factory=list)  # (char offset, 1-based page)
     warnings: list[str] = field(default_factory=list)
 
@@ -197,6 +200,7 @@ def plain_headings(text: str) -> list[tuple[int, str]]:
 
 _BLOCK_TAGS = {"p", "div", "li", "br", "tr", "section", "article", "blockquote", "pre", "td", "th", "dt", "dd"}
 _HEADING_TAGS = {"h1", "h2", "h3", "h4", "h5", "h6"}
+_TERM_LEVEL = 7  # a <dt> sits under every heading, and the next term or heading replaces it
 
 
 def html_to_document(html: str) -> Document:
@@ -220,6 +224,7 @@ def html_to_document(html: str) -> Document:
             tag.decompose()
     parts: list[str] = []
     headings: list[tuple[int, int, str]] = []
+    terms: set[int] = set()
     offset = 0
     for el in soup.find_all(list(_HEADING_TAGS | _BLOCK_TAGS)):
         if el.find(list(_HEADING_TAGS | _BLOCK_TAGS)):
@@ -229,12 +234,16 @@ def html_to_document(html: str) -> Document:
             continue
         if el.name in _HEADING_TAGS:
             headings.append((offset, int(el.name[1]), text))
+        elif el.name == "dt" and len(text) <= 120:
+            # "shared_buffers (integer)": a later chunk of its description still says what it describes.
+            headings.append((offset, _TERM_LEVEL, text))
+            terms.add(offset)
         parts.append(text)
         offset += len(text) + 2
     if not parts:  # bare text with no block tags
         text = " ".join(soup.get_text(" ", strip=True).split())
         return Document(text, headings=heading_paths([], title) if text else [])
-    return Document("\n\n".join(parts), headings=heading_paths(headings, title or None))
+    return Document("\n\n".join(parts), headings=heading_paths(headings, title or None), soft_headings=terms)
 
 
 _HIDDEN_STYLE = re.compile(r"display\s*:\s*none|visibility\s*:\s*hidden", re.I)
