@@ -52,7 +52,7 @@ DAMAGE: dict[str, tuple[Callable[[Path], None], str]] = {
     "manifest with a wrong dim": (_edit_manifest(lambda m: {**m, "dim": 32}), "of dimension 64 for"),
     "CURRENT holds garbage": (lambda v: (v.parent / "CURRENT").write_bytes(b"\x00\xff\xfe\x01"), "pointer"),
     "CURRENT climbs out": (lambda v: (v.parent / "CURRENT").write_text("../../etc\n"), "pointer"),
-    "version folder deleted": (lambda v: __import__("shutil").rmtree(v), "missing or corrupt"),
+    "version folder deleted": (lambda v: __import__("shutil").rmtree(v), "named by CURRENT is missing"),
 }
 
 

@@ -133,6 +133,8 @@ def _read_version(index_dir: Path, names: tuple[str, ...]) -> tuple[Path, dict[s
 
 
 def _parse_manifest(version: Path, raw: bytes | None) -> dict[str, Any]:
+    if raw is None and not version.is_dir():
+        raise IndexStateError(f"the index version {version} named by CURRENT is missing (no such folder)", REBUILD)
     try:
         manifest = json.loads(raw.decode("utf-8")) if raw is not None else None
     except (UnicodeDecodeError, json.JSONDecodeError):
@@ -176,7 +178,7 @@ def load_index(index_dir: Path) -> StoredIndex:
             raise IndexStateError(f"index file {version / name} is missing or corrupt (it is not there)", REBUILD)
         if hashlib.sha256(raw).hexdigest() != checksums.get(name):
             raise IndexStateError(
-                f"index file {version / name} is missing or corrupt (checksum mismatch: {len(raw)} bytes,"
+                f"index file {version / name} is corrupt (checksum mismatch: {len(raw)} bytes,"
                 " truncated or changed since it was written)",
                 REBUILD,
             )
