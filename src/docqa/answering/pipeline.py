@@ -172,7 +172,11 @@ class Pipeline:
         max_new_tokens: int | None = None,
         retrieval_only: bool = False,
     ) -> Iterator[StreamEvent]:
-        """Yield text deltas as the model writes, then the checked `Answer` last.
+        """Yield the draft's checked sentences as deltas as the model writes, then the checked `Answer` last.
+
+        A sentence is shown only once complete and checked (`generate`); the final answer can still
+        differ from the deltas (it replaces them): a later sentence failed, or list or part completion
+        added to it.
 
         With `retrieval_only`, stop after the gate: the answer is empty, and abstained only if the
         gate refused (what `docqa eval --retrieval-only` scores).
@@ -245,7 +249,7 @@ class Pipeline:
         self, turn: Turn, passages: list[Passage], max_new_tokens: int, first: Draft, first_reason: str
     ) -> tuple[Draft, tuple[str, list[Citation], str | None]]:
         """Ask again for the sentence that answers, quoted; keep it only if it passes the judge and
-        addresses the question. Not streamed: the page shows the first draft until the answer replaces it.
+        addresses the question. Not streamed: the final answer replaces what the first draft released.
         """
         attempt = self.generate(turn, passages, max_new_tokens, system="quote_system")
         while True:
@@ -289,9 +293,16 @@ class Pipeline:
     def generate(
         self, turn: Turn, passages: list[Passage], max_new_tokens: int, system: str = "answer_system"
     ) -> Iterator[StreamEvent]:
-        """Stream the model's draft as events; returns the `Draft` (via StopIteration) for the judge."""
+        """Stream the checked part of the model's draft as events; returns the `Draft` (via
+        StopIteration) for the judge.
+
+        The draft is released sentence by sentence, each once complete and past the checks that
+        apply to one sentence (`checks.CheckedStream`): nothing unchecked is ever shown, and
+        nothing at all after a sentence fails or declines.
+        """
         messages = self.prompts.answer_messages(turn.query, passages, system, hint=shape(turn.query).hint)
         generator = self.generator
+        gate = checks.CheckedStream(passages, [turn.query, turn.text])
         t0 = time.perf_counter()
         first_s = 0.0  # seconds to this call's first piece: its prefill, for the speed model
         pieces: list[str] = []
@@ -300,7 +311,14 @@ class Pipeline:
                 first_s = time.perf_counter() - t0
                 turn.timings.setdefault("first_token_ms", turn.elapsed_ms())
             pieces.append(piece)
-            yield StreamEvent(piece)
+            released = gate.feed(piece)
+            if released:
+                turn.timings.setdefault("first_text_ms", turn.elapsed_ms())
+                yield StreamEvent(released)
+        released = gate.close()
+        if released:
+            turn.timings.setdefault("first_text_ms", turn.elapsed_ms())
+            yield StreamEvent(released)
         generate_s = time.perf_counter() - t0
         turn.timings["generate_ms"] = turn.timings.get("generate_ms", 0.0) + generate_s * 1000
         raw = "".join(pieces).strip()

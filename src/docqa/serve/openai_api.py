@@ -11,10 +11,12 @@ Two models are listed:
   messages go to the generator as they are, so this server is also a plain model server that
   another docqa can use with `llm_backend = "openai"`.
 
-Streaming sends the model's draft as it is written. docqa's checks run after the draft ends and can
-repair markers or turn the answer into an abstention; when the checked answer differs from the
-draft, it follows the draft as one more content delta after a rule ("\\n\\n---\\n"), and
-`docqa.answer` in the final chunk holds the checked answer alone.
+Streaming sends the model's draft sentence by sentence, each once complete and past docqa's
+per-sentence checks (`Pipeline.stream`): a sentence that fails them, and everything after it, is
+never sent. The whole-answer checks run after the draft ends and can complete the answer or turn it
+into an abstention; when the checked answer differs from what was sent, it follows as one more
+content delta, after a rule ("\\n\\n---\\n") when some text was already sent, and `docqa.answer` in
+the final chunk holds the checked answer alone.
 """
 
 from __future__ import annotations
@@ -232,7 +234,7 @@ def answer_completion(reply: Reply, answer: Answer) -> dict[str, Any]:
 
 
 def answer_events(reply: Reply, events: Iterator[StreamEvent], include_usage: bool) -> Iterator[str]:
-    """The SSE lines of a streamed answer: the role, the draft as written, then `final_answer_events`.
+    """The SSE lines of a streamed answer: the role, the draft's checked sentences, then `final_answer_events`.
 
     An error after the 200 went out (e.g. the upstream model server went away) is sent as an error event.
     """
@@ -251,9 +253,11 @@ def answer_events(reply: Reply, events: Iterator[StreamEvent], include_usage: bo
 
 
 def final_answer_events(reply: Reply, answer: Answer, draft: str, include_usage: bool) -> Iterator[str]:
-    """The checked answer after a rule when it differs from the draft; the stop chunk with citations; usage."""
+    """The checked answer when it differs from what was sent (after a rule if something was); the stop
+    chunk with citations; usage."""
     if answer.answer.strip() != draft.strip():
-        yield sse(chunk_payload(reply, {"content": CORRECTION_RULE + answer.answer}))
+        rule = CORRECTION_RULE if draft.strip() else ""
+        yield sse(chunk_payload(reply, {"content": rule + answer.answer}))
     citations = [c.to_dict() for c in answer.citations]
     yield sse(chunk_payload(reply, {}, "stop", citations=citations, docqa=docqa_extra(answer)))
     if include_usage:
