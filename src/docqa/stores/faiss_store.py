@@ -8,13 +8,14 @@ Layout of `index/`:
 
 A writer builds a complete new version folder, fsyncs it, then points CURRENT at it. A crash at
 any moment leaves CURRENT naming a complete older version, so the previous index still loads.
+A long update also writes checkpoint versions (every `CHECKPOINT_S` seconds at least), so an
+interrupted `docqa index` keeps what it had embedded by its last checkpoint.
 
 Readers run beside a writer (the web app answers while it re-indexes). A reader resolves CURRENT
 once and reads that version's files whole, holding a shared flock on its `.readers` file; the
 writer prunes a superseded version only when it can take that lock exclusively, renaming the folder
 away first, so a reader either has the complete version or sees it gone and resolves CURRENT again.
-A long update also writes checkpoint versions (every `CHECKPOINT_S` seconds at least), so an
-interrupted `docqa index` keeps what it had embedded by its last checkpoint.
+A version a reader still holds is left for the next writer to prune.
 """
 
 from __future__ import annotations
