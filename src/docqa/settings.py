@@ -35,6 +35,8 @@ class Settings(BaseModel):
     index_dir: Path = Path("index")
     prompts_dir: Path | None = None  # None: the prompts/ folder shipped with docqa
     cache_dir: Path | None = None  # None: the user's cache dir (converted model copies)
+    # Conversations and feedback (SQLite); None: a docqa folder in the user's data dir (platformdirs).
+    data_dir: Path | None = None
     settings_file: Path | None = None  # the TOML file these settings were read from, if any
 
     # Models. `profile` picks the bundled generator; `llm_model` / `embed_model` override it with
