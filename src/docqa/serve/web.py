@@ -3,6 +3,7 @@
 The page places what the library computes: answers stream from `Pipeline.stream`, HTML comes
 from `docqa.serve.render` (which escapes every document and model string), and the Documents tab calls
 `docqa.serve.documents`. One generation runs at a time; the rest wait in a bounded queue.
+Conversations and thumbs up/down are kept per user by `docqa.serve.conversations`.
 """
 
 from __future__ import annotations
@@ -13,10 +14,14 @@ import os
 # version check it would trigger can't reach the network anyway.
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 
+import hashlib  # noqa: E402
+import re  # noqa: E402
+import tempfile  # noqa: E402
 import threading  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
 from contextlib import contextmanager  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
+from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 import gradio as gr  # noqa: E402
@@ -31,6 +36,7 @@ from docqa.ingest.indexer import IndexReport, Progress  # noqa: E402
 from docqa.ingest.readers import SUPPORTED  # noqa: E402
 from docqa.serve import documents as uploads  # noqa: E402
 from docqa.serve import render  # noqa: E402
+from docqa.serve.conversations import LOCAL_USER, ConversationStore  # noqa: E402
 from docqa.settings import PROFILES, Settings, apply_runtime_settings  # noqa: E402
 from docqa.types import Answer  # noqa: E402
 
@@ -38,6 +44,7 @@ from docqa.types import Answer  # noqa: E402
 # model call at a time, and a re-index never swaps the index under a running answer.
 MODEL_GROUP = "docqa-model"
 EXAMPLES = 4
+FEEDBACK_OPTIONS = {"up": "Like", "down": "Dislike"}  # the Chatbot's names for its thumb icons
 PLACEHOLDER = "Ask a question about your documents. Answers cite passages as [n]."
 FIRST_USE = (
     "No documents yet. Open the Documents tab and add some (upload), or put files in the documents "
@@ -72,6 +79,7 @@ table.docqa-docs tr.not-indexed-yet td, table.docqa-docs tr.changed-since-indexi
 table.docqa-docs tr.can-t-be-indexed td { color: #b91c1c; }
 .docqa-report .failed { color: #b91c1c; }
 #docqa-status { font-size: 0.9em; opacity: 0.85; }
+#docqa-feedback-note { font-size: 0.9em; opacity: 0.85; }
 """
 
 
@@ -236,6 +244,53 @@ def reset() -> tuple[list, list, str]:
     return [], [], render.sources_html(None)
 
 
+def user_of(request: gr.Request | None) -> str:
+    """Whose conversations these are: the logged-in username, or LOCAL_USER without a login."""
+    username = getattr(request, "username", None)
+    return str(username) if username else LOCAL_USER
+
+
+def prompt_version(prompts: Any) -> str | None:
+    """A short digest of the prompt templates in use, so feedback says which prompts produced an answer."""
+    templates = getattr(prompts, "templates", None)
+    if not templates:
+        return None
+    digest = hashlib.sha256()
+    for name in sorted(templates):
+        digest.update(f"{name}\0{templates[name].template}\0".encode())
+    return "sha256:" + digest.hexdigest()[:12]
+
+
+def turn_settings(pipelines: Pipelines, options: Settings) -> dict[str, Any]:
+    """The settings that shape an answer, recorded with each turn (and copied into its feedback)."""
+    return {
+        "profile": options.profile,
+        "llm_model": options.llm_model,
+        "llm_backend": options.llm_backend,
+        "top_k": options.top_k,
+        "broad_top_k": options.broad_top_k,
+        "retrieval": options.retrieval,
+        "min_score": options.min_score,
+        "max_new_tokens": options.max_new_tokens,
+        "vector_store": options.vector_store,
+        "embedder": getattr(pipelines.base.embedder, "name", None),
+        "prompt_version": prompt_version(pipelines.base.prompts),
+    }
+
+
+def conversation_choices(store: ConversationStore, user: str) -> list[tuple[str, str]]:
+    """(label, id) of `user`'s conversations, most recent first, for the list."""
+    return [(c.label, c.id) for c in store.list(user)]
+
+
+def export_path(conversation_id: str, title: str) -> Path:
+    """Where a conversation's Markdown export is written for download (under the temp dir Gradio serves from)."""
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", title).strip("-")[:40].lower() or "conversation"
+    folder = Path(tempfile.gettempdir()) / "docqa-exports" / re.sub(r"[^0-9a-f]", "", conversation_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / f"docqa-{slug}.md"
+
+
 class Handlers:
     """The page's event handlers and the /ask API over one `Pipelines`; `build_app` wires them.
 
@@ -243,8 +298,9 @@ class Handlers:
     Gradio sees their own names and signatures (gr.SelectData, gr.Progress, the API's docstring).
     """
 
-    def __init__(self, pipelines: Pipelines) -> None:
+    def __init__(self, pipelines: Pipelines, store: ConversationStore | None = None) -> None:
         self.pipelines = pipelines
+        self.store = store or ConversationStore.from_settings(pipelines.settings)
 
     @property
     def settings(self) -> Settings:
@@ -270,6 +326,112 @@ class Handlers:
         if self.pipelines.nothing_indexed:
             line += " · nothing indexed yet: add documents in the Documents tab"
         return line
+
+    # --- conversations and feedback -----------------------------------------------------------
+
+    def save(
+        self,
+        history: list[Answer],
+        conversation_id: str | None,
+        profile_name: str | None = None,
+        k: float | None = None,
+        max_new: float | None = None,
+        request: gr.Request | None = None,
+    ) -> tuple[Any, Any, Any]:
+        """Store the turns not stored yet; the conversation's id, the list and the export to download."""
+        if not history:
+            return conversation_id, gr.skip(), gr.skip()
+        user = user_of(request)
+        with page_errors():
+            options = checked_options(
+                self.settings,
+                profile=profile_name,
+                top_k=None if k is None else int(k),
+                max_new_tokens=None if max_new is None else int(max_new),
+            )
+            recorded = {**turn_settings(self.pipelines, options), "model": history[-1].model}
+            conversation_id = self.store.save(user, conversation_id, history, recorded)
+            choices = conversation_choices(self.store, user)
+        listed = gr.Dropdown(choices=choices, value=conversation_id)
+        return conversation_id, listed, self.export(conversation_id, request)
+
+    def conversation_list(self, request: gr.Request | None = None) -> Any:
+        """The list of this user's past conversations (on page load)."""
+        with page_errors():
+            return gr.Dropdown(choices=conversation_choices(self.store, user_of(request)), value=None)
+
+    def open(self, conversation_id: str | None, request: gr.Request | None = None) -> tuple[Any, ...]:
+        """Reopen one of this user's conversations: turns, messages, the last answer's sources, its id, the export."""
+        if not conversation_id:
+            return [], gr.Chatbot(value=[], feedback_value=[]), render.sources_html(None), None, None, ""
+        user = user_of(request)
+        with page_errors():
+            conversation = self.store.get(user, conversation_id)
+            ratings = self.store.ratings(user, conversation_id)
+        if conversation is None:
+            raise gr.Error("That conversation is not there any more.", print_exception=False)
+        history = conversation.answers
+        panel = render.sources_html(history[-1] if history else None)
+        thumbs = [FEEDBACK_OPTIONS[ratings[n]] if n in ratings else None for n in range(len(history))]
+        chatbot = gr.Chatbot(value=chat_messages(history), feedback_value=thumbs)  # the thumbs as they were left
+        return history, chatbot, panel, conversation.id, self.export(conversation.id, request), ""
+
+    def new_conversation(self) -> tuple[Any, ...]:
+        """`reset` (thumbs cleared too), and no conversation open: nothing selected in the list, nothing to export."""
+        turns, _, panel = reset()
+        return turns, gr.Chatbot(value=[], feedback_value=[]), panel, None, gr.Dropdown(value=None), None, ""
+
+    def export(self, conversation_id: str | None, request: gr.Request | None = None) -> str | None:
+        """Write the conversation as Markdown for the download button; its path (None: nothing to export)."""
+        if not conversation_id:
+            return None
+        with page_errors():
+            conversation = self.store.get(user_of(request), conversation_id)
+        if conversation is None or not conversation.turns:
+            return None
+        from docqa.serve.conversations import conversation_markdown
+
+        path = export_path(conversation.id, conversation.title)
+        path.write_text(conversation_markdown(conversation), encoding="utf-8")
+        return str(path)
+
+    def rate(
+        self,
+        history: list[Answer],
+        conversation_id: str | None,
+        evt: gr.LikeData,
+        request: gr.Request | None = None,
+    ) -> tuple[str, int | None]:
+        """Thumbs up or down on an answer (clicked again: taken back); a note, and which answer a comment is for."""
+        index = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
+        position = int(index) // 2  # messages alternate question, answer
+        if conversation_id is None or not 0 <= position < len(history):
+            return "Only saved answers can be rated.", None
+        rating = "up" if evt.liked is True else "down" if evt.liked is False else None
+        with page_errors():
+            try:
+                self.store.rate(user_of(request), conversation_id, position, rating)
+            except KeyError:
+                raise gr.Error("That answer is not saved yet; try again in a moment.", print_exception=False) from None
+        if rating is None:
+            return f"Rating of answer {position + 1} taken back.", None
+        thumb = "Thumbs up" if rating == "up" else "Thumbs down"
+        return f"{thumb} saved for answer {position + 1}. Add a comment below if you like.", position
+
+    def comment(
+        self, text: str, conversation_id: str | None, position: int | None, request: gr.Request | None = None
+    ) -> tuple[str, str]:
+        """Attach a comment to the answer rated last; a note, and an emptied comment box."""
+        if conversation_id is None or position is None:
+            raise gr.Error("Rate an answer (thumbs up or down) first, then comment on it.", print_exception=False)
+        if not text.strip():
+            raise gr.Error("The comment is empty.", print_exception=False)
+        with page_errors():
+            try:
+                self.store.comment(user_of(request), conversation_id, position, text)
+            except KeyError:
+                raise gr.Error("Rate the answer again, then comment.", print_exception=False) from None
+        return f"Comment saved for answer {position + 1}.", ""
 
     # --- documents ----------------------------------------------------------------------------
 
@@ -337,6 +499,11 @@ class ChatTab:
     profile: gr.Radio
     top_k: gr.Slider
     max_tokens: gr.Slider
+    past: gr.Dropdown
+    export: gr.DownloadButton
+    comment: gr.Textbox
+    send_comment: gr.Button
+    feedback_note: gr.Markdown
 
 
 @dataclass
@@ -364,7 +531,7 @@ def chat_tab(handlers: Handlers) -> ChatTab:
                 sanitize_html=True,  # and sanitized again in the browser
                 latex_delimiters=[],
                 allow_tags=False,
-                feedback_options=None,
+                feedback_options=tuple(FEEDBACK_OPTIONS.values()),  # thumbs up/down: Handlers.rate
                 buttons=["copy"],
                 examples=examples(handlers.pipelines),
                 placeholder=placeholder(handlers.pipelines),
@@ -378,12 +545,30 @@ def chat_tab(handlers: Handlers) -> ChatTab:
                     max_length=settings.max_question_chars,
                 )
                 send = gr.Button("Send", variant="primary", scale=1, elem_id="docqa-send")
-            clear = gr.Button("New conversation", size="sm")
+            with gr.Row():
+                clear = gr.Button("New conversation", size="sm")
+                export = gr.DownloadButton("Export as Markdown", size="sm", elem_id="docqa-export")
+            with gr.Row():
+                comment = gr.Textbox(
+                    placeholder="Comment on the answer you rated with a thumb (optional)",
+                    show_label=False,
+                    scale=5,
+                    elem_id="docqa-comment",
+                    max_length=2000,
+                )
+                send_comment = gr.Button("Save comment", size="sm", scale=1, elem_id="docqa-send-comment")
+            feedback_note = gr.Markdown("", elem_id="docqa-feedback-note")
         with gr.Column(scale=2):
+            past = gr.Dropdown(
+                [], value=None, label="Past conversations", elem_id="docqa-past", info="Pick one to reopen it."
+            )
             sources = gr.HTML(render.sources_html(None), elem_id="docqa-sources", js_on_load=None)
             with gr.Accordion("Settings", open=False):
                 profile, top_k, max_tokens = settings_controls(settings)
-    return ChatTab(status, chatbot, question, send, clear, sources, profile, top_k, max_tokens)
+    return ChatTab(
+        status, chatbot, question, send, clear, sources, profile, top_k, max_tokens, past, export, comment,
+        send_comment, feedback_note,
+    )  # fmt: skip
 
 
 def settings_controls(settings: Settings) -> tuple[gr.Radio, gr.Slider, gr.Slider]:
@@ -431,17 +616,26 @@ def documents_tab(handlers: Handlers) -> DocumentsTab:
     return DocumentsTab(table, report, files, add, to_delete, delete, reindex)
 
 
-def wire_chat(handlers: Handlers, chat: ChatTab, turns: gr.State, pending: gr.State) -> None:
-    """Asking (box, Send, example), showing a turn's sources, a new conversation, the profile's status."""
+def wire_chat(handlers: Handlers, chat: ChatTab, turns: gr.State, pending: gr.State, conversation: gr.State) -> None:
+    """Asking (box, Send, example) and saving the turn, showing a turn's sources, a new conversation,
+    reopening a past one, rating and commenting, the profile's status."""
+    controls = [chat.profile, chat.top_k, chat.max_tokens]
 
     def then_respond(started: Any) -> None:
         started.success(
             handlers.respond,
-            [pending, turns, chat.profile, chat.top_k, chat.max_tokens],
+            [pending, turns, *controls],
             [chat.chatbot, chat.sources, turns],
             concurrency_limit=1,
             concurrency_id=MODEL_GROUP,
             show_progress="minimal",
+            api_visibility="private",
+        ).then(
+            handlers.save,
+            [turns, conversation, *controls],
+            [conversation, chat.past, chat.export],
+            queue=False,
+            show_progress="hidden",
             api_visibility="private",
         )
 
@@ -458,8 +652,28 @@ def wire_chat(handlers: Handlers, chat: ChatTab, turns: gr.State, pending: gr.St
         )
     )
     chat.chatbot.select(show_turn, turns, chat.sources, queue=False, api_visibility="private")
+    opened = [turns, chat.chatbot, chat.sources, conversation, chat.export, chat.feedback_note]
     for cleared in (chat.clear.click, chat.chatbot.clear):
-        cleared(reset, None, [turns, chat.chatbot, chat.sources], queue=False, api_visibility="private")
+        cleared(
+            handlers.new_conversation,
+            None,
+            [turns, chat.chatbot, chat.sources, conversation, chat.past, chat.export, chat.feedback_note],
+            queue=False,
+            api_visibility="private",
+        )
+    chat.past.input(handlers.open, chat.past, opened, queue=False, api_visibility="private")
+    rated = gr.State(None)  # the position of the answer rated last, which a comment is for
+    chat.chatbot.like(
+        handlers.rate, [turns, conversation], [chat.feedback_note, rated], queue=False, api_visibility="private"
+    )
+    gr.on(
+        [chat.comment.submit, chat.send_comment.click],
+        handlers.comment,
+        [chat.comment, conversation, rated],
+        [chat.feedback_note, chat.comment],
+        queue=False,
+        api_visibility="private",
+    )
     chat.profile.change(handlers.status, chat.profile, chat.status, api_visibility="private")
 
 
@@ -488,6 +702,7 @@ def wire_documents(handlers: Handlers, demo: gr.Blocks, chat: ChatTab, docs: Doc
         [docs.table, docs.to_delete, chat.status, chat.chatbot],
         api_visibility="private",
     )
+    demo.load(handlers.conversation_list, None, chat.past, api_visibility="private")
 
 
 def build_app(pipeline: Pipeline) -> gr.Blocks:
@@ -496,11 +711,12 @@ def build_app(pipeline: Pipeline) -> gr.Blocks:
     with gr.Blocks(title="docqa", analytics_enabled=False, fill_width=True) as demo:
         turns = gr.State([])  # list[Answer], this browser session's conversation, oldest first
         pending = gr.State("")  # the question being answered
+        conversation = gr.State(None)  # the id of the stored conversation on the page (None: not saved yet)
         with gr.Tab("Chat", id="chat"):
             chat = chat_tab(handlers)
         with gr.Tab("Documents", id="documents"):
             docs = documents_tab(handlers)
-        wire_chat(handlers, chat, turns, pending)
+        wire_chat(handlers, chat, turns, pending, conversation)
         wire_documents(handlers, demo, chat, docs)
         gr.api(handlers.ask, api_name="ask", concurrency_limit=1, concurrency_id=MODEL_GROUP)
     return demo
