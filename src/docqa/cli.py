@@ -252,7 +252,11 @@ def _snippet(text: str, width: int = 100) -> str:
     help="JSONL eval set.",
 )
 @click.option(
-    "--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), help="Output folder [default eval/runs/TIME]."
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path),
+    help="Output folder [default eval/runs/TIME]; with --from-feedback, the JSONL file"
+    " [default eval/drafts/feedback-TIME.jsonl].",
 )
 @top_k_option
 @click.option("--retrieval", type=click.Choice(MODES), help="Retrieval mode.")
@@ -279,6 +283,11 @@ def _snippet(text: str, width: int = 100) -> str:
 @click.option("--limit", type=int, help="Only the first N questions.")
 @click.option("--retrieval-only", is_flag=True, help="Score retrieval and the score gate alone, without the LLM.")
 @click.option("--calibrate", is_flag=True, help="Pick min_score from the set and write it to the settings file.")
+@click.option(
+    "--from-feedback",
+    is_flag=True,
+    help="Write the web chat's thumbs-up/down answers as draft eval cases (JSONL) to review; runs nothing.",
+)
 def eval_cmd(
     settings_file,
     overrides,
@@ -292,10 +301,16 @@ def eval_cmd(
     limit,
     retrieval_only,
     calibrate,
+    from_feedback,
 ) -> None:
     """Measure retrieval, answers, citations, abstention and speed on an eval set."""
-    from docqa.evaluate.command import run_eval_command
+    from docqa.evaluate.command import run_eval_command, run_from_feedback_command
 
+    if from_feedback:
+        run_from_feedback_command(load_settings(settings_file, overrides), out_dir)
+        return
+    if out_dir is not None and out_dir.is_file():
+        raise click.BadParameter(f"{out_dir} is a file; the results need a folder", param_hint="--out")
     if calibrate and settings_file is not None and not settings_file.exists():
         settings_file.touch()  # calibration writes its threshold here
     settings = load_settings(settings_file, {**overrides, "top_k": top_k, "retrieval": retrieval})

@@ -1,4 +1,5 @@
-"""`docqa eval`: wires the eval runner to a pipeline, a progress bar and the output folder."""
+"""`docqa eval`: wires the eval runner to a pipeline, a progress bar and the output folder; and
+`docqa eval --from-feedback`, which turns the web chat's rated answers into draft eval cases."""
 
 from __future__ import annotations
 
@@ -8,11 +9,14 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from docqa.evaluate import runner as ev
 from docqa.settings import DEFAULT_SETTINGS_FILE, Settings, update_toml
 from docqa.types import Answer
+
+if TYPE_CHECKING:
+    from docqa.serve.conversations import Feedback
 
 # Metrics a run without generation can't measure: reported as "-", not as zeros.
 GENERATION_METRICS = (
@@ -105,3 +109,103 @@ def write_calibration(settings: Settings, records: list[dict[str, Any]], out_dir
         f" and abstains on {chosen['unanswerable_abstained']:.0%} of unanswerable ones (by retrieval score alone)"
     )
     print(f"written to {target}; curve in {out_dir / 'calibration.png'}")
+
+
+# --- draft eval cases from the web chat's thumbs up and down -----------------------------------------
+
+FILL_EXPECTED = (
+    'fill "expected" with the key facts a correct answer holds, [["phrasing", "alternative"], ...];'
+    ' trim "evidence" to the sentences that answer; then delete "todo", "review" and the fields after them'
+)
+
+
+def draft_case(feedback: Feedback) -> dict[str, Any]:
+    """One rated answer as a draft eval case (eval/README.md's format), for a person to finish.
+
+    A thumbs-down becomes a case the answer failed: answerable (the reviewer decides if it is not),
+    evidence from the cited passages, `expected` empty and a "todo" saying to fill it, and the
+    comment in "review". A thumbs-up becomes a regression case: an answered question like the
+    thumbs-down ones, a refusal as an unanswerable case that loads as it is. Follow-ups carry their
+    history. What docqa answered, with which passages and settings, follows for reference.
+    """
+    answer = feedback.answer
+    abstained = bool(answer.get("abstained"))
+    cited = [p for p in feedback.passages if p.get("cited")]
+    answerable = not (feedback.rating == "up" and abstained)
+    evidence = list(dict.fromkeys(p["text"] for p in cited)) if answerable else []
+    case: dict[str, Any] = {
+        "id": f"fb-{feedback.conversation_id[:12]}-{feedback.position + 1}",
+        "question": feedback.question,
+        "answerable": answerable,
+        "kind": "follow_up" if feedback.history else ("feedback" if answerable else "unstated"),
+        "expected": [],
+        "evidence": evidence,
+    }
+    if feedback.history:
+        case["history"] = feedback.history
+    sources = {p["source"] for p in cited}
+    if answerable and len(sources) == 1:
+        case["source"] = sources.pop()
+        pages = [p.get("page") for p in cited if p["text"] in evidence]
+        if len(pages) == len(evidence) and all(isinstance(n, int) and n >= 1 for n in pages):
+            case["page"] = pages
+    if answerable:
+        case["todo"] = FILL_EXPECTED if evidence else FILL_EXPECTED + '; add "evidence" (no passage was cited)'
+    thumb = "thumbs-down" if feedback.rating == "down" else "thumbs-up"
+    said = "refused" if abstained else "answered"
+    note = f"{thumb} from {feedback.user}: {feedback.comment or '(no comment)'}"
+    if feedback.rating == "down":
+        if abstained:
+            note += "; docqa refused: if the documents answer it, add the evidence and expected facts"
+        else:
+            note += "; if the documents don't answer it, set answerable to false and empty expected and evidence"
+    else:
+        note += f"; docqa {said} well: keep it that way (regression case)"
+    case["review"] = note
+    case["feedback"] = {
+        "rating": feedback.rating,
+        "comment": feedback.comment,
+        "user": feedback.user,
+        "conversation_id": feedback.conversation_id,
+        "turn": feedback.position + 1,
+        "date": time.strftime("%Y-%m-%d %H:%M", time.localtime(feedback.updated_at)),
+    }
+    case["answer_given"] = answer.get("answer", "")
+    case["abstained"] = abstained
+    case["passages"] = [
+        {k: p.get(k) for k in ("n", "cited", "source", "page", "heading", "chunk_id", "score", "text")}
+        for p in feedback.passages
+    ]
+    case["settings"] = feedback.settings
+    return case
+
+
+def run_from_feedback_command(settings: Settings, out_path: Path | None) -> tuple[Path | None, int]:
+    """Write every rating in the conversation store as a draft eval case; returns (file, how many).
+
+    Nothing is written when there is no feedback yet (the file is then None).
+    """
+    from docqa.serve.conversations import ConversationStore
+
+    store = ConversationStore.from_settings(settings)
+    try:
+        feedback = store.feedback()
+    finally:
+        store.close()
+    if not feedback:
+        print(f"no feedback yet in {store.path}: rate answers (thumbs up or down) in the web chat first")
+        return None, 0
+    name = time.strftime("feedback-%Y%m%d-%H%M%S.jsonl")
+    out_path = out_path or Path("eval/drafts") / name
+    if out_path.is_dir():
+        out_path = out_path / name
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    cases = [draft_case(f) for f in feedback]
+    out_path.write_text("".join(json.dumps(c, ensure_ascii=False) + "\n" for c in cases), encoding="utf-8")
+    down = sum(f.rating == "down" for f in feedback)
+    todo = sum("todo" in c for c in cases)
+    print(
+        f"wrote {len(cases)} draft eval cases ({down} thumbs-down, {len(cases) - down} thumbs-up) to {out_path};"
+        f' {todo} need "expected" filled in (see each case\'s "todo" and "review") before use with --set'
+    )
+    return out_path, len(cases)
