@@ -52,6 +52,7 @@ def main() -> int:
 
     before = after = cited_ok_before = cited_ok_after = cited_before = cited_after = answerable = 0
     changed = []
+    kinds: dict[str, list[float]] = {}  # kind -> [questions, fact recall before, after]
     for rec in run["records"]:
         q = questions.get(rec["id"])
         if q is None or not q.answerable:
@@ -72,6 +73,8 @@ def main() -> int:
                 new_answer, new_cited = f"{new_answer} {sentence} [{n}]", [*new_cited, n]
         new = fact_recall(new_answer, q.expected) if not rec["abstained"] else 0.0
         before, after = before + old, after + new
+        row = kinds.setdefault(q.kind, [0, 0.0, 0.0])
+        row[0], row[1], row[2] = row[0] + 1, row[1] + old, row[2] + new
 
         cited_before += len(cited)
         cited_after += len(new_cited)
@@ -82,6 +85,9 @@ def main() -> int:
 
     for qid, old, new, answer, new_answer in changed:
         print(f"{qid}: fact recall {old:.2f} -> {new:.2f}\n  was: {answer[:200]}\n  now: {new_answer[:200]}")
+    print("\n| kind | questions | fact recall before | after |\n|---|---|---|---|")
+    for kind, (n, b, a) in sorted(kinds.items()):
+        print(f"| {kind} | {n} | {b / n:.3f} | {a / n:.3f} |")
     print(f"\n{len(changed)} of {answerable} answerable answers changed")
     print(f"fact recall        {before / answerable:.3f} -> {after / answerable:.3f}")
     if cited_before and cited_after:

@@ -78,7 +78,8 @@ def rewrite(question: str, history: History, generator: Generator, prompts: Prom
 
 # Where a question asks a second thing: "..., and what ...", "...; ...", "...? And ...".
 _CLAUSE = re.compile(
-    r"\s*(?:[;?]\s+|,?\s+and\s+(?=(?:what|which|how|why|when|where|who|whose|is|are|does|do|did|can|was|were)\b))",
+    r"\s*(?:[;?]\s+|,?\s+and\s+(?=(?:(?:by|in|for|from|to|at|on|with|since|until|after|before|under)\s+)?"
+    r"(?:what|which|how|why|when|where|who|whose|is|are|does|do|did|can|was|were)\b))",
     re.I,
 )
 # Words that set two things side by side ("A and B", "A versus B", "A compared with B", "A or B").
@@ -98,6 +99,8 @@ def split_parts(question: str) -> list[str]:
     ['What is the default port', 'which file sets it?']
     >>> split_parts("How do the default values of work_mem and maintenance_work_mem compare?")
     ['How do the default values of work_mem compare?', 'How do the default values of maintenance_work_mem compare?']
+    >>> split_parts("What was the rate in 2019, and by which year was poverty to end?")
+    ['What was the rate in 2019', 'by which year was poverty to end?']
     >>> split_parts("When does the harvest begin?")
     []
     """

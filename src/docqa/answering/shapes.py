@@ -180,7 +180,9 @@ def complete_list(question: str, answer: str, passages: list[Passage], cited: li
 
 _COMPARING = re.compile(r"\b(?:compar\w*|differ\w*|versus|vs\.?|contrast\w*|whereas)\b", re.I)
 _CLAUSES = re.compile(
-    r"[;?]\s+\S|,?\s+and\s+(?:what|which|how|why|when|where|who|whose|is|are|does|do|did|can)\b", re.I
+    r"[;?]\s+\S|,?\s+and\s+(?:(?:by|in|for|from|to|at|on|with|since|until|after|before|under)\s+)?"
+    r"(?:what|which|how|why|when|where|who|whose|is|are|does|do|did|can|was|were)\b",
+    re.I,
 )
 _NOT_TERMS = frozenset(stem(w) for w in "compare compared differ differs difference different each both versus".split())
 
