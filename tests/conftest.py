@@ -24,10 +24,12 @@ The Hani terraces cover 16,603 hectares. They were listed as a World Heritage si
 
 
 @pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     for name in list(__import__("os").environ):
         if name.startswith("DOCQA_"):
             monkeypatch.delenv(name)
+    # Conversations a test saves go to its own folder, never the user's data dir.
+    monkeypatch.setenv("DOCQA_DATA_DIR", str(tmp_path / "data"))
 
 
 @pytest.fixture
@@ -44,6 +46,7 @@ def settings(tmp_path: Path, docs: Path) -> Settings:
         docs_dir=docs,
         index_dir=tmp_path / "index",
         cache_dir=tmp_path / "cache",
+        data_dir=tmp_path / "data",
         chunk_tokens=40,
         chunk_overlap_tokens=8,
         min_score=0.1,

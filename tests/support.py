@@ -67,7 +67,8 @@ def wait_until(
 
 
 def guarded_env(*, hub_offline: bool = True, **extra: str) -> dict[str, str]:
-    """This process's environment without DOCQA_* variables, with the network guard on PYTHONPATH.
+    """This process's environment without DOCQA_* variables (but the test's DOCQA_DATA_DIR, so saved
+    conversations stay out of the user's data dir), with the network guard on PYTHONPATH.
 
     hub_offline=True sets HF_HUB_OFFLINE=1 (the model files are already cached); False instead drops
     every offline/telemetry variable, for tests that prove docqa sets them itself. `extra` goes last,
@@ -75,6 +76,8 @@ def guarded_env(*, hub_offline: bool = True, **extra: str) -> dict[str, str]:
     """
     drop = ("DOCQA_",) if hub_offline else ("DOCQA_", *OFFLINE_VARS)
     env = {k: v for k, v in os.environ.items() if not k.startswith(drop)}
+    if os.environ.get("DOCQA_DATA_DIR"):
+        env["DOCQA_DATA_DIR"] = os.environ["DOCQA_DATA_DIR"]
     env["PYTHONPATH"] = str(NETGUARD)
     if hub_offline:
         env["HF_HUB_OFFLINE"] = "1"

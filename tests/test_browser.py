@@ -247,7 +247,7 @@ def fake_server(tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("browser-fake")
     (root / "docs").mkdir()
     (root / "docs" / "quokka.txt").write_text("The Quokka cooperative had 4,321 members in 2021.\n", encoding="utf-8")
-    settings = Settings(docs_dir=root / "docs", index_dir=root / "index", min_score=0.1)
+    settings = Settings(docs_dir=root / "docs", index_dir=root / "index", data_dir=root / "data", min_score=0.1)
     pipeline = Pipeline.from_settings(settings, embedder=HashEmbedder(), generator=ScriptedGenerator(HOSTILE_REPLY))
     with serving(pipeline, settings) as url:
         yield SimpleNamespace(url=url)

@@ -152,7 +152,7 @@ def test_cli_ctrl_c_stops_with_one_line_and_130_then_resumes(
 
     names = fill(docs, 5)
     embedder = Embedder(interrupt_at=3)
-    monkeypatch.setattr(embeddings, "SentenceTransformerEmbedder", lambda *a, **k: embedder)
+    monkeypatch.setattr(embeddings, "embedder_from_settings", lambda settings: embedder)
     args = ["index", "--docs", str(docs), "--index", str(settings.index_dir)]
     result = CliRunner().invoke(cli.cli, args)
     assert result.exit_code == 130, result.output
