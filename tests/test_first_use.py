@@ -151,7 +151,7 @@ def cli_on_empty(empty: Settings, monkeypatch: pytest.MonkeyPatch):
     from docqa import cli
     from docqa.ingest import embeddings
 
-    monkeypatch.setattr(embeddings, "SentenceTransformerEmbedder", lambda *a, **k: HashEmbedder())
+    monkeypatch.setattr(embeddings, "embedder_from_settings", lambda settings: HashEmbedder())
     common = ["--docs", str(empty.docs_dir), "--index", str(empty.index_dir)]
 
     def run(*args: str, stdin: str | None = None):
