@@ -144,16 +144,20 @@ def drop_forged_turns(text: str) -> str:
 # gets the model to write one can send data out in its address. The model sees the text only.
 _MD_IMAGE = re.compile(r"!\[([^\]\n]{0,200})\]\([^)\n]{0,500}\)")
 _MD_LINK = re.compile(r"(?<!!)\[([^\]\n]{0,200})\]\((?:[a-z][a-z0-9+.-]*:|//|www\.)[^)\n]{0,500}\)", re.I)
+_MD_REF_IMAGE = re.compile(r"!\[([^\]\n]{0,200})\]\[[^\]\n]{0,100}\]")  # "![alt][ref]"
 _MD_REF = re.compile(r"(?mi)^[ \t]*\[[^\]\n]{1,100}\]:[ \t]*\S+.*$")  # "[x]: http://..." reference definitions
 
 
 def drop_links(text: str) -> str:
-    """Reduce markdown images and links to their text (the address is not shown to the model).
+    r"""Reduce markdown images and links to their text (the address is not shown to the model).
 
     >>> drop_links("See ![logo](http://evil.example/a.png?q=x) and [the site](https://evil.example).")
     'See logo and the site.'
+    >>> drop_links("Our logo ![pier][logo].\n[logo]: http://evil.example/p.png")
+    'Our logo pier.\n'
     """
     text = _MD_IMAGE.sub(lambda m: m.group(1), text)
+    text = _MD_REF_IMAGE.sub(lambda m: m.group(1), text)
     text = _MD_LINK.sub(lambda m: m.group(1), text)
     return _MD_REF.sub("", text)
 
