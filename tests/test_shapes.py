@@ -157,3 +157,18 @@ def test_broad_questions_get_more_passages_and_a_summary_hint(settings, embedder
     assert len(broad.retrieved) == 2
     assert generator.calls[-1][-1]["content"].rstrip().endswith(BROAD_HINT)
     assert len(pipeline.ask("What does the document say about tea?", top_k=1).retrieved) == 1  # asked for: kept
+
+
+def test_a_part_answered_with_a_number_from_elsewhere_is_still_completed():
+    from docqa.answering.shapes import complete_parts
+
+    passages = [
+        passage(1, "The urbanization rate in China has soared from 29% in 1995 to 60.60% in 2019."),
+        passage(2, "By 2020, China will eliminate absolute poverty and lift all the poor out of poverty."),
+    ]
+    question = "What was the urbanization rate in 2019, and by which year was absolute poverty to be eliminated?"
+    # The year in the draft is taken from the urbanization sentence, not stated with the poverty goal.
+    wrong = "The urbanization rate in 2019 was 60.60%, and absolute poverty was eliminated in 2019 [1]."
+    assert complete_parts(question, wrong, passages) == [(passages[1].chunk.text, 2)]
+    right = "The rate in 2019 was 60.60% [1]. Absolute poverty was to be eliminated by 2020 [2]."
+    assert complete_parts(question, right, passages) == []

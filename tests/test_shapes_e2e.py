@@ -17,12 +17,13 @@ pytestmark = pytest.mark.e2e
 QUESTIONS = {
     # A list whose items sit in one sentence: every item, from a cited passage that holds them.
     "list": "Between which kinds of units do the poverty alleviation policies set strict implementation boundaries?",
-    # Two questions in one: each part answered, each from its own passage.
+    # Two questions in one: each part answered, each from its own passage (a part the draft gets
+    # wrong or leaves out is completed from the passage that states it).
     "parts": "What was China's urbanization rate in 2019, and by which year was absolute poverty to be eliminated?",
     # Broad: a summary with citations, from more passages than a plain question gets.
     "broad": "What does the essay say about cultural revitalization?",
     "plain": "What was China's urbanization rate in 2019?",
-    "yes_no": "Do targeted poverty alleviation and rural revitalization share the same fundamental goal?",
+    "yes_no": "Did China's urbanization rate reach 60.60% in 2019?",
 }
 
 

@@ -11,6 +11,7 @@ is the risky part, and is guarded like the second attempt (it must address the q
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from docqa.answering.checks import addresses, strip_markers
@@ -210,10 +211,32 @@ def _terms(text: str) -> set[str]:
     return _stems(text) - _NOT_TERMS
 
 
+def _contexts(passages: list[Passage]) -> Iterator[tuple[Passage, str, set[str]]]:
+    """Each passage sentence with the stems of its context: itself, the sentence before, the heading."""
+    for p in passages:
+        sentences = _candidates(p)
+        heading = _stems(p.chunk.heading or "")
+        for i, sentence in enumerate(sentences):
+            yield p, sentence, _stems(sentence) | _stems(sentences[i - 1] if i else "") | heading
+
+
+def answered(part: str, own: set[str], answer: str, passages: list[Passage]) -> bool:
+    """Does the draft answer this part: half its key words, and for "when" or "how many" a number
+    that a passage states next to those key words (not one taken from another sentence)?"""
+    said = _stems(strip_markers(answer))
+    if len(own & said) * 2 < len(own):
+        return False
+    if fits(part, "") or not fits(part, answer):
+        return fits(part, answer)  # no time or amount asked for (True), or none given (False)
+    numbers = {t for t in tokenize(strip_markers(answer)) if t[0].isdigit()} - set(tokenize(part))
+    return any(numbers & context and len(own & context) * 2 >= len(own) for _, _, context in _contexts(passages))
+
+
 def complete_parts(question: str, answer: str, passages: list[Passage]) -> list[tuple[str, int]]:
     """Sentences to add for the parts of a multi-part or comparison question the draft leaves out.
 
-    A part counts as answered when the draft holds half of its key words. For a part left out,
+    A part counts as answered when the draft holds half of its key words (and, for a time or an
+    amount, one the passages state with them: see `answered`). For a part left out,
     the passage sentence that holds most of them (at least half, and the part's numbers) is
     returned with its passage number, to be quoted after the draft.
     """
@@ -225,7 +248,7 @@ def complete_parts(question: str, answer: str, passages: list[Passage]) -> list[
     added: list[tuple[str, int]] = []
     for part in parts:
         own = _terms(part) - shared or _terms(part)
-        if not own or len(own & said) * 2 >= len(own):
+        if not own or answered(part, own, answer, passages):
             continue
         best: tuple[tuple[float, float], str, int] | None = None
         for p in passages:
