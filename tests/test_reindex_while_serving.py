@@ -152,10 +152,6 @@ def test_fifty_questions_while_the_folder_is_reindexed_three_times(make_pipeline
     assert any("April" in p.chunk.text for p in final.retrieved)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Pipeline.retrieve reads self.retriever for each search of a turn; it should take it once per turn",
-)
 def test_a_swap_landing_mid_question_does_not_mix_versions_in_one_answer(make_pipeline, docs):
     """A multi-part question searches once for the whole and once per part. A re-index that
     finishes between those searches must not give one answer passages of two index versions."""

@@ -181,13 +181,14 @@ class Pipeline:
         With `retrieval_only`, stop after the gate: the answer is empty, and abstained only if the
         gate refused (what `docqa eval --retrieval-only` scores).
         """
-        if isinstance(self.retriever, NoIndexYet):
+        retriever = self.retriever  # one index version for the whole turn, whatever a re-index swaps in
+        if isinstance(retriever, NoIndexYet):
             turn = self.start_turn(question, None)  # a question is still checked; no model call
             yield StreamEvent(NOTHING_INDEXED_TEXT)
-            yield StreamEvent(answer=self.finish(turn, [], NOTHING_INDEXED_TEXT, self.retriever.reason))
+            yield StreamEvent(answer=self.finish(turn, [], NOTHING_INDEXED_TEXT, retriever.reason))
             return
         turn = self.start_turn(question, history)
-        found = self.retrieve(turn, top_k, retrieval)
+        found = self.retrieve(turn, top_k, retrieval, retriever)
         reason = checks.gate(turn.query, found, self.settings.min_score)
         if reason is not None or retrieval_only:
             text = ABSTAIN_TEXT if reason is not None else ""
@@ -223,15 +224,22 @@ class Pipeline:
             turn.timings["rewrite_ms"] = turn.elapsed_ms()
         return turn
 
-    def retrieve(self, turn: Turn, top_k: int | None, mode: Mode | None) -> Retrieval:
-        """The passages for the turn's query, cut to fit the time budget when there is one."""
+    def retrieve(
+        self, turn: Turn, top_k: int | None, mode: Mode | None, retriever: SearchIndex | None = None
+    ) -> Retrieval:
+        """The passages for the turn's query, cut to fit the time budget when there is one.
+
+        `retriever` is the index the turn started with (default: the live one); every search of
+        the turn uses it, so a re-index landing mid-question never mixes two index versions.
+        """
         s = self.settings
+        retriever = retriever or self.retriever
         t0 = time.perf_counter()
         k, mode = top_k or (s.broad_top_k if shape(turn.query).broad else s.top_k), mode or s.retrieval
-        found = self.retriever.retrieve(turn.query, k, mode)
+        found = retriever.retrieve(turn.query, k, mode)
         parts = split_parts(turn.query) if s.search_parts else []
         if parts:  # a multi-part or comparison question: each part's best passage gets a slot
-            found = cover_parts(found, [self.retriever.retrieve(p, k, mode) for p in parts], k, s.dedup_threshold)
+            found = cover_parts(found, [retriever.retrieve(p, k, mode) for p in parts], k, s.dedup_threshold)
         turn.timings["retrieve_ms"] = ms(t0)
         if s.answer_budget_s:
             seconds_left = s.answer_budget_s - turn.elapsed_ms() / 1000
@@ -378,10 +386,8 @@ def nothing_indexed(settings: Settings, embedder: Embedder, error: DocsError) ->
 
 def log_index_report(report: IndexReport) -> None:
     """Say on stderr what an index update did: why it rebuilt, what changed, which files failed."""
-    if report.rebuilt_because:
-        log(f"index rebuilt: {report.rebuilt_because}")
-    if report.changed:
-        log(f"index updated: {report.summary()}")
+    if report.changed:  # a rebuild's summary starts "rebuilt because <reason>; "
+        log(f"index {'' if report.rebuilt_because else 'updated: '}{report.summary()}")
     for problem in report.failed:
         log(f"not indexed: {problem.source}: {problem.reason}")
 
