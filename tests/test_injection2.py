@@ -125,3 +125,24 @@ def test_faithful_drafts_are_still_answered(index_dir, questions):
         if answer.abstained or record["fact_recall"] < 1.0 or record["forbidden_found"]:
             lost.append((q.id, answer.abstain_reason, answer.answer))
     assert lost == []
+
+
+def test_rendered_answers_and_passages_load_nothing_and_link_only_to_source_cards():
+    import re
+
+    from docqa.serve import render
+    from docqa.types import Answer, Chunk, Citation, Passage
+
+    evil = (
+        "Ferry: 120 passengers. ![s](http://evil.example/f.png?q=1) [verify](https://evil.example/v?d=2) "
+        "<img src=http://evil.example/i.png> www.evil.example/x mail me@evil.example"
+    )
+    p = Passage(1, Chunk("c", "ferry.md", evil, 0, len(evil)), 0.9)
+    text = "It carries 120 passengers [1]. " + evil  # as if a hijacked answer had got past the checks
+    a = Answer("q", text, False, [Citation(p, ("It carries 120 passengers.",))], [p], {}, "m")
+    for html in (render.answer_html(a), render.sources_html(a), render.streaming_html(text)):
+        lowered = html.lower()
+        assert "<img" not in lowered and "![" not in html and "](" not in html.replace("&#93;(", "")
+        assert "://" not in html and "www." not in lowered and "@evil" not in html
+        assert re.findall(r"href=\"([^\"]*)\"", html) in ([], ["#src-1"])  # only the link to the card
+        assert "evil.example" in html  # still shown, as text

@@ -1,8 +1,10 @@
 """Turn answers, passages and index reports into HTML for the web page.
 
 Everything that came from a document or from the model is escaped here, so the page shows it as
-text: a passage holding `<script>` or `<img src=...>` can't run or load anything. The only tags on
-the page are the ones written below. Pure functions; the web module only places their output.
+text: a passage holding `<script>` or `<img src=...>` can't run or load anything, and neither a
+Markdown image or link nor a bare address becomes one. The only tags on the page (and the only
+links: to the source cards, `#src-n`) are the ones written below. Pure functions; the web module
+only places their output.
 """
 
 from __future__ import annotations
@@ -26,13 +28,24 @@ _MARKER = re.compile(r"\[(\d+)\]")  # the checked answer writes markers as plain
 _INERT = str.maketrans({"!": "&#33;", "[": "&#91;", "]": "&#93;", "$": "&#36;", "{": "&#123;", "}": "&#125;"})
 
 
+# Addresses: Markdown renderers and chat widgets turn "http://...", "www...." and "a@b.example" into
+# links (GFM autolinks). With their punctuation as entities they display the same and link nowhere:
+# an address from a document or the model is shown, never followed or fetched.
+_ADDRESS = re.compile(r"(?i)(?<=[a-z0-9])://|\bwww\.|@(?=[\w-]+\.)")
+_ADDRESS_INERT = {"://": "&#58;&#47;&#47;", "www.": "www&#46;", "@": "&#64;"}
+
+
 def esc(text: str) -> str:
-    """Escape text for HTML so that it can only ever display as text.
+    """Escape text for HTML so that it can only ever display as text: no tag, no Markdown image or
+    link, no address that a renderer would turn into a link.
 
     >>> esc('<img src=x onerror="alert(1)"> ![y](http://e.com/y.png)')
-    '&lt;img src=x onerror=&quot;alert(1)&quot;&gt; &#33;&#91;y&#93;(http://e.com/y.png)'
+    '&lt;img src=x onerror=&quot;alert(1)&quot;&gt; &#33;&#91;y&#93;(http&#58;&#47;&#47;e.com/y.png)'
+    >>> esc("www.evil.example or me@evil.example")
+    'www&#46;evil.example or me&#64;evil.example'
     """
-    return html.escape(text, quote=True).translate(_INERT)
+    escaped = html.escape(text, quote=True).translate(_INERT)
+    return _ADDRESS.sub(lambda m: _ADDRESS_INERT[m.group().lower()], escaped)
 
 
 def esc_lines(text: str) -> str:
