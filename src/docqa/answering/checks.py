@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 from dataclasses import replace
 
-from docqa.answering.prompting import as_prompted
+from docqa.answering.prompting import INSTRUCTION_REMOVED, as_prompted
 from docqa.ingest.chunking import Span, sentence_spans
 from docqa.retrieve.bm25 import tokenize
 from docqa.retrieve.fusion import Retrieval
@@ -285,8 +285,10 @@ def strip_markup(text: str) -> str:
 
     >>> strip_markup("Hives: 40 [1]. ![x](http://evil.example/?q=40) See [the site](http://a.example).")
     'Hives: 40 [1]. See the site.'
+    >>> strip_markup("Lunch is free since 2011. [instruction removed] [1]")
+    'Lunch is free since 2011. [1]'
     """
-    text = _MD_IMAGE.sub("", text)
+    text = _MD_IMAGE.sub("", text).replace(INSTRUCTION_REMOVED, "")  # (the prompt's marker, copied)
     text = _MD_LINK.sub(lambda m: m.group(1), text)
     return re.sub(r"[ \t]{2,}", " ", text).strip()
 

@@ -85,14 +85,30 @@ def format_passages(passages: list[Passage], heading_words: int = 8) -> str:
     blocks = []
     for p in passages:
         parts = [Path(p.chunk.source).stem] if several_files else []
-        if p.chunk.heading:
-            words = p.chunk.heading.split()
+        heading = clean_heading(p.chunk.heading or "")
+        if heading:
+            words = heading.split()
             parts.append(" ".join(words[:heading_words]) + (" …" if len(words) > heading_words else ""))
         if p.chunk.page:
             parts.append(f"page {p.chunk.page}")
         label = f" ({', '.join(parts)})" if parts else ""
         blocks.append(f"[{p.n}]{label}\n{as_prompted(p.chunk.text)}")
     return "\n\n".join(blocks)
+
+
+_ROLE_NAME = re.compile(r"(?i)^[#*_> \t]*(?:system|assistant|developer|user|instruction|response|input)\b[^\w]*$")
+
+
+def clean_heading(heading: str) -> str:
+    """A passage's heading path for its label, less the levels that forge a turn ("### Instruction:")
+    or hold a control token: the label is document text in the prompt too.
+
+    >>> clean_heading("Hongya Orchard Manual › Pruning › Instruction:")
+    'Hongya Orchard Manual › Pruning'
+    """
+    levels = heading.split(" › ")
+    kept = [h for h in levels if not _ROLE_NAME.match(h) and as_prompted(h) == h]
+    return " › ".join(kept)
 
 
 def as_prompted(text: str) -> str:
