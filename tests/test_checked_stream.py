@@ -114,3 +114,10 @@ def test_web_chat_stream_never_shows_a_failed_sentence(make_pipeline):
     assert "March" in streaming[0]
     messages, panel, history = updates[-1]
     assert history[-1].abstained and "999" not in history[-1].answer  # (the abstain reason names it)
+
+
+def test_a_sentence_ending_with_its_citation_is_released_without_waiting_for_the_next():
+    text = "The harvest begins in March."
+    gate = checks.CheckedStream([Passage(1, Chunk("c", "a.txt", text, 0, len(text)), 0.9)], [QUESTION])
+    assert [gate.feed(piece) for piece in ["The harvest", " begins in March", " [1]."]] == ["", "", GOOD]
+    assert gate.feed(" The") == "" and gate.close() == ""  # "The" alone is no supported sentence: held

@@ -334,6 +334,9 @@ def judge(raw: str, passages: list[Passage], questions: list[str]) -> tuple[str,
     return checked, [Citation(by_n[c.n], c.sentences) for c in citations], None
 
 
+_ENDS_CITED = re.compile(r"\[\d+\][.!?][\"”’)]*\s*$")
+
+
 class CheckedStream:
     """Releases a streamed draft sentence by sentence, each only once it is complete and passed the
     checks that apply to one sentence: not a refusal, no number, name or address found in no
@@ -347,6 +350,8 @@ class CheckedStream:
     >>> gate = CheckedStream([p], ["When does the harvest begin?"])
     >>> [gate.feed(w) for w in ["The ", "harvest ", "begins ", "in ", "March. ", "It ", "ends ", "in ", "1999."]]
     ['', '', '', '', '', 'The harvest begins in March [1].', '', '', '']
+    >>> CheckedStream([p], ["When does the harvest begin?"]).feed("The harvest begins in March [1].")
+    'The harvest begins in March [1].'
     >>> gate.close(), gate.stopped
     ('', True)
     """
@@ -361,9 +366,14 @@ class CheckedStream:
         self.stopped = False  # a sentence failed or declined: release nothing more
 
     def feed(self, piece: str) -> str:
-        """Add a piece of the draft; return the newly released text ("" when none)."""
+        """Add a piece of the draft; return the newly released text ("" when none).
+
+        A sentence is complete once the next one starts, or at once when it ends with a citation
+        marker and a stop ("... [1]."), the way the prompt asks every sentence to end.
+        """
         self.text += piece
-        return self._release(split_sentences(self.text)[:-1])  # the last may still grow
+        sentences = split_sentences(self.text)
+        return self._release(sentences if _ENDS_CITED.search(self.text) else sentences[:-1])
 
     def close(self) -> str:
         """The draft is complete: check and release its last sentence."""
