@@ -90,7 +90,8 @@ def answer_html(answer: Answer) -> str:
 
 
 def streaming_html(partial: str) -> str:
-    """The chat bubble while tokens arrive: escaped text, markers not yet checked."""
+    """The chat bubble while the answer streams: the draft's sentences that passed the per-sentence
+    checks so far (`Pipeline.stream`), escaped; the checked answer replaces it."""
     return f'<div class="docqa-answer streaming">{esc_lines(partial)}<span class="cursor">▍</span></div>'
 
 
