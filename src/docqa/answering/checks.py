@@ -63,13 +63,18 @@ def strip_markers(text: str) -> str:
     return _MARKER.sub("", text)
 
 
+_VERDICT = frozenset(tokenize("yes no not"))
+
+
 def support(sentence: str, passage_text: str) -> float:
     """Share of the sentence's content words found in the passage; numbers weigh three words.
 
     >>> support("The rate rose to 60.60% in 2019", "In 2019 the rate was 60.60%")
     0.875
+    >>> support("No.", "No passage says so.")  # a bare verdict states no fact a passage could hold
+    0.0
     """
-    words = set(tokenize(sentence))
+    words = set(tokenize(sentence)) - _VERDICT
     if not words:
         return 0.0
     found = set(tokenize(passage_text))

@@ -185,9 +185,15 @@ _CLAUSES = re.compile(
     r"(?:what|which|how|why|when|where|who|whose|is|are|does|do|did|can|was|were)\b",
     re.I,
 )
-_NOT_TERMS = frozenset(stem(w) for w in "compare compared differ differs difference different each both versus".split())
+# Words that frame a part rather than name what it is about ("which year", "what does the essay say").
+_NOT_TERMS = frozenset(
+    stem(w)
+    for w in "compare compared differ differs difference different each both versus year date time "
+    "say says said mention mentions according document documents essay manual passage text".split()
+)
 
 
+_YEAR = re.compile(r"\b(?:what|which)\s+year\b|\bin\s+what\s+year\b", re.I)
 _WHEN = re.compile(r"\b(?:when|what\s+year|which\s+year|what\s+date)\b", re.I)
 _HOW_MUCH = re.compile(r"\bhow\s+(?:many|much|long|large|big|often|old|far|high)\b|\bwhat\s+percentage\b", re.I)
 _NUMBER_WORDS = re.compile(r"\d|\b(?:one|two|three|four|five|six|seven|eight|nine|ten|hundred|thousand)\b", re.I)
@@ -202,6 +208,8 @@ def fits(question: str, sentence: str) -> bool:
     """
     if _HOW_MUCH.search(question):
         return bool(_NUMBER_WORDS.search(sentence))
+    if _YEAR.search(question):
+        return bool(re.search(r"\b(?:1[5-9]|20|21)\d\d\b", sentence))
     if _WHEN.search(question):
         return bool(re.search(r"\d", sentence) or _MONTHS.search(sentence))
     return True
@@ -259,11 +267,14 @@ def complete_parts(question: str, answer: str, passages: list[Passage]) -> list[
                     continue  # the draft says this already, or it is not the kind of answer asked for
                 # "They were listed in 2013" answers "when were the terraces listed?" after a
                 # sentence about the terraces: the previous sentence and the heading count too.
+                if not own & words:
+                    continue  # the sentence itself must name something the part asks about
                 context = words | _stems(sentences[i - 1] if i else "") | _stems(p.chunk.heading or "")
                 if any(t[0].isdigit() and t not in context for t in own):
                     continue
                 score = (len(own & context) / len(own), len(own & words) / len(own))
-                if score[0] >= 0.5 and (best is None or score > best[0]):
+                # Half the key words in the sentence itself, or three quarters with its context.
+                if (score[1] >= 0.5 or score[0] >= 0.75) and (best is None or score > best[0]):
                     best = (score, sentence, p.n)
         if best is not None and best[1] not in {s for s, _ in added}:
             added.append((best[1], best[2]))
