@@ -46,7 +46,7 @@ _BROAD = re.compile(
     r"|\bwhat\s+is\s+said\s+about\b|\b(?:summary|overview)\s+of\b",
     re.I,
 )
-YES_NO_HINT = "Begin the answer with Yes or No."
+YES_NO_HINT = "Begin the answer with Yes or No, then give the fact from the passages that shows it."
 LIST_HINT = "Name every item that the passages list."
 BROAD_HINT = "Sum up what the passages say on this, one short sentence per point, each with its passage number."
 
