@@ -32,3 +32,27 @@ def test_refusal_reason_reaches_json_web_and_cli(make_pipeline, monkeypatch, que
     result = CliRunner().invoke(cli, ["ask", question])
     assert result.exit_code == 0 and result.stdout.strip() == ABSTAIN_TEXT
     assert f"(abstained: {answer.abstain_reason})" in result.stderr
+
+
+WIDGETRON = """Widgetron Language Reference
+
+Widgetron is a modeling language for describing widgets and their assembly lines.
+
+String literals
+
+A string literal is a sequence of characters enclosed in single quotes or in double quotes.
+Both these forms are equivalent.
+"""
+
+
+def test_a_name_the_documents_are_about_is_not_missing_from_a_section_that_omits_it(make_pipeline, settings):
+    (settings.docs_dir / "widgetron.txt").write_text(WIDGETRON, encoding="utf-8")
+    draft = "Single- and double-quoted string literals are equivalent [1]."
+    pipeline = make_pipeline(draft, top_k=1, search_parts=False)
+    answer = pipeline.ask("How do single-quoted and double-quoted string literals differ in Widgetron?")
+    assert [p.chunk.source for p in answer.retrieved] == ["widgetron.txt"]
+    assert "Widgetron" not in answer.retrieved[0].chunk.search_text  # the passage itself doesn't name it
+    assert not answer.abstained, answer.abstain_reason
+    # A name that no document of the passages holds is still missing.
+    other = pipeline.ask("How do single-quoted and double-quoted string literals differ in Gadgetron?")
+    assert other.abstained and "Gadgetron" in other.abstain_reason

@@ -18,6 +18,7 @@ Every marker is checked here after generation; what survives is structured data.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import replace
 
 from docqa.answering.prompting import INSTRUCTION_REMOVED, as_prompted
@@ -249,17 +250,24 @@ def unsupported_numbers(answer: str, sources: list[str]) -> set[str]:
     return numbers(answer) - known
 
 
-def gate(query: str, found: Retrieval, min_score: float) -> str | None:
+def gate(
+    query: str, found: Retrieval, min_score: float, named_elsewhere: Callable[[str], bool] | None = None
+) -> str | None:
     """Why to abstain before generating, or None to go on.
 
     A number or a name in the question that no passage holds means the passages are about
-    something else: whatever the model said would be off-topic or invented.
+    something else: whatever the model said would be off-topic or invented. A name the passages
+    leave out may still be what their documents are about ("MathProg" is named on the manual's
+    title page, not in the section on string literals): `named_elsewhere(name)` says whether the
+    passages' own documents name it, and then it does not count as missing. Numbers always do
+    (a version or a year the passages don't state is the near miss the gate is for).
     """
     if not found.passages or found.best_score < min_score:
         best = found.best_score
         return f"no passage is close enough to the question (best similarity {best:.2f} < min_score {min_score:.2f})"
-    texts = [p.chunk.text for p in found.passages]
-    missing = sorted(unsupported_numbers(query, texts)) + sorted(unsupported_names(query, texts))
+    texts = [p.chunk.search_text for p in found.passages]  # the heading path and title count
+    names = sorted(n for n in unsupported_names(query, texts) if not (named_elsewhere and named_elsewhere(n)))
+    missing = sorted(unsupported_numbers(query, texts)) + names
     if missing:
         return f"no passage mentions {', '.join(missing)} from the question"
     return None
@@ -440,7 +448,8 @@ def fits(sentence: str, passages: list[Passage], questions: list[str], follows: 
 
 def on_question(sentence: str, passages: list[Passage], questions: list[str]) -> bool:
     """Does an answer sentence speak to the question: share a content word with it, or rest on a
-    passage sentence that does (covers half its content words)?
+    passage sentence that does (covers half its content words)? When the question shares no word
+    with any passage (asked in another language), words can't tell, and the sentence stays.
 
     Whatever an injected passage asks for, in whatever language or wording, a sentence that obeys it
     is about the injection, not the question: its words and the passage sentence it comes from share
@@ -463,6 +472,8 @@ def on_question(sentence: str, passages: list[Passage], questions: list[str]) ->
     words = set(tokenize(plain))
     if not words or _shares(words, terms):
         return True
+    if not any(_shares(set(tokenize(p.chunk.search_text)), terms) for p in passages):
+        return True  # the question shares no word with the passages (another language): words can't tell
     for p in passages:
         for source in _CLAUSE_END.split(p.chunk.text):
             if support(plain, source) >= 0.5 and _shares(set(tokenize(source)), terms):

@@ -189,7 +189,9 @@ class Pipeline:
             return
         turn = self.start_turn(question, history)
         found = self.retrieve(turn, top_k, retrieval, retriever)
-        reason = checks.gate(turn.query, found, self.settings.min_score)
+        reason = checks.gate(
+            turn.query, found, self.settings.min_score, lambda name: named_in_sources(retriever, found, name)
+        )
         if reason is not None or retrieval_only:
             text = ABSTAIN_TEXT if reason is not None else ""
             if text:
@@ -382,6 +384,13 @@ def nothing_indexed(settings: Settings, embedder: Embedder, error: DocsError) ->
         raise error
     log(f"nothing indexed yet: {error.message}")
     return NoIndexYet(error, embedder)
+
+
+def named_in_sources(retriever: SearchIndex, found: Retrieval, name: str) -> bool:
+    """Does a document the passages come from name `name` somewhere (one lexical search)?"""
+    sources = {p.chunk.source for p in found.passages}
+    hits = retriever.retrieve(name, 5, "bm25").passages
+    return any(h.chunk.source in sources and name.casefold() in h.chunk.search_text.casefold() for h in hits)
 
 
 def log_index_report(report: IndexReport) -> None:

@@ -186,6 +186,11 @@ _CLAUSES = re.compile(
     re.I,
 )
 # Words that frame a part rather than name what it is about ("which year", "what does the essay say").
+_ASKS = re.compile(
+    r"\?\s*$|^\W*(?:(?:by|in|for|from|to|at|on|with|and)\s+)?(?:what|which|how|why|when|where|who|whose|whom|is|are|was"
+    r"|were|do|does|did|can|could|should|will|would|has|have)\b",
+    re.I,
+)
 _NOT_TERMS = frozenset(
     stem(w)
     for w in "compare compared differ differs difference different each both versus year date time "
@@ -237,6 +242,8 @@ def answered(part: str, own: set[str], answer: str, passages: list[Passage]) -> 
     if fits(part, "") or not fits(part, answer):
         return fits(part, answer)  # no time or amount asked for (True), or none given (False)
     numbers = {t for t in tokenize(strip_markers(answer)) if t[0].isdigit()} - set(tokenize(part))
+    if not numbers:
+        return True  # a time in words ("in March"): nothing to look up
     return any(numbers & context and len(own & context) * 2 >= len(own) for _, _, context in _contexts(passages))
 
 
@@ -256,8 +263,8 @@ def complete_parts(question: str, answer: str, passages: list[Passage]) -> list[
     added: list[tuple[str, int]] = []
     for part in parts:
         own = _terms(part) - shared or _terms(part)
-        if not own or answered(part, own, answer, passages):
-            continue
+        if not own or not _ASKS.search(part) or answered(part, own, answer, passages):
+            continue  # nothing to look for, not a question ("Please be brief."), or answered
         best: tuple[tuple[float, float], str, int] | None = None
         for p in passages:
             sentences = _candidates(p)
