@@ -68,13 +68,13 @@ class Settings(BaseModel):
     # Retrieval.
     retrieval: Mode = "hybrid"
     top_k: int = Field(4, ge=1, le=20)
+    # Passages for a broad question ("what does it say about X", "summarize Y"), which draws on more
+    # of the documents; `answer_budget_s` still cuts the lowest-ranked ones when time runs short.
+    broad_top_k: int = Field(8, ge=1, le=20)
     candidates: int = Field(20, ge=1, le=200)  # per retriever, before fusion
     # BM25's weight against dense in the rank fusion. MiniLM is a small embedder; on factual prose
     # exact terms (numbers, names) carry more signal, and 2.0 measured best (eval/README.md).
     bm25_weight: float = Field(2.0, ge=0)
-    # Passages for a broad question ("what does it say about X", "summarize Y"), which draws on more
-    # of the documents; `answer_budget_s` still cuts the lowest-ranked ones when time runs short.
-    broad_top_k: int = Field(8, ge=1, le=20)
     dedup_threshold: float = Field(0.8, gt=0, le=1)
     # Search each part of a multi-part or comparison question too, so every part's best passage is
     # among the top_k (answering/question.split_parts, retrieve/parts.cover_parts).
