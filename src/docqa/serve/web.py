@@ -172,7 +172,7 @@ def chat_stream(
 ) -> Iterator[tuple[list[dict[str, str]], str | None, list[Answer] | None]]:
     """One chat turn as (messages, sources panel, history) updates; None where nothing changed.
 
-    While tokens arrive only the messages change; the last update carries the checked answer, its
+    While checked sentences arrive only the messages change; the last update carries the answer, its
     sources and the history with the new turn. A DocqaError ends the turn with an error bubble and
     leaves the history as it was.
     """
