@@ -230,7 +230,7 @@ def test_hostile_document_is_shown_as_text(server, browser: WebDriver):
     assert requests_outside(browser, server.url) == []
 
 
-# The model's own output carrying markup: the streamed draft and the checked answer are both text.
+# The model's own output carrying markup and outside addresses: never on screen as markup.
 HOSTILE_REPLY = (
     'The Quokka cooperative had 4,321 members [1]. <img src="http://evil.invalid/m.png"'
     " onerror=\"window.__pwned='model'\"> <script>window.__pwned='script'</script>"
@@ -257,7 +257,10 @@ def test_model_output_with_markup_is_shown_as_text(fake_server, browser: WebDriv
     open_chat(browser, fake_server.url)
     send(browser, "How many members did the Quokka cooperative have?")
     answer = finished_answers(browser)[-1]
-    assert "4,321 members" in answer.text
+    # Addresses found in no passage (exfiltration images) make the draft untrustworthy: the answer
+    # abstains and names them, as inert text; no sentence of the draft was streamed.
+    assert "address found in no passage" in answer.text and "evil.invalid/m.png" in answer.text
+    assert "4,321" not in answer.text
     assert browser.execute_script(EXTERNAL_IMAGES_JS) == []
     images_settled(browser)  # any injected image handler has had its chance to fire
     assert browser.execute_script("return typeof window.__pwned") == "undefined"
