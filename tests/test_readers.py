@@ -188,7 +188,7 @@ def test_pdf_parser_that_hangs_is_killed_after_the_timeout(tmp_path: Path, monke
     hang.write_text(f"#!/bin/sh\necho $$ > {pid_file}\nexec sleep 60\n")
     hang.chmod(0o755)
     (tmp_path / "slow.pdf").write_bytes(make_pdf(["Never read."]))
-    monkeypatch.setattr(sys, "executable", str(hang))  # read_pdf starts `sys.executable -m docqa.ingest.readers`
+    monkeypatch.setattr(sys, "executable", str(hang))  # read_pdf starts `sys.executable -m docqa.ingest.pdf`
     started = time.monotonic()
     with pytest.raises(UnreadableFile, match=r"took longer than 1\.5 s \(raise pdf_timeout_s"):
         read_document(tmp_path / "slow.pdf", pdf_timeout_s=1.5)
