@@ -230,6 +230,69 @@ def list_documents(
     return rows
 
 
+PAGE_ROWS = 50  # rows of the Documents table on one page
+
+
+@dataclass(frozen=True)
+class DocumentsPage:
+    """One page of the Documents table, after the filter: a folder of 10,000 files shows 50 at a time."""
+
+    rows: list[DocumentRow]
+    page: int  # 1-based, within 1..pages
+    pages: int
+    matched: int  # rows that pass the filter
+    total: int  # rows in all
+    query: str
+    per_page: int = PAGE_ROWS
+
+    @property
+    def first(self) -> int:
+        """The 1-based number of the page's first row among the matches (0 when none match)."""
+        return (self.page - 1) * self.per_page + 1 if self.rows else 0
+
+    @property
+    def last(self) -> int:
+        return self.first + len(self.rows) - 1 if self.rows else 0
+
+    def summary(self) -> str:
+        """Which rows are shown, of how many.
+
+        >>> rows = [DocumentRow(f"f{i}.txt", "indexed", 1, 1, None) for i in range(10_000)]
+        >>> page_of(rows, page=2).summary()
+        'rows 51–100 of 10,000'
+        >>> page_of(rows, "f999").summary()
+        "rows 1–11 of 11 matching 'f999' (10,000 files in all)"
+        """
+        if not self.query:
+            return f"rows {self.first:,}–{self.last:,} of {self.total:,}" if self.rows else "no files"
+        if not self.rows:
+            return f"no file name contains '{self.query}' ({self.total:,} files in all)"
+        shown = f"rows {self.first:,}–{self.last:,} of {self.matched:,}"
+        return f"{shown} matching '{self.query}' ({self.total:,} files in all)"
+
+
+def page_of(
+    rows: Sequence[DocumentRow], query: str = "", page: float | None = 1, per_page: int = PAGE_ROWS
+) -> DocumentsPage:
+    """Page `page` of the rows whose path contains `query` (any case); a page past the end shows the last.
+
+    >>> rows = [DocumentRow(name, "indexed", 1, 1, None) for name in ("a/Tea.md", "b/rice.txt", "c/tea.pdf")]
+    >>> [r.source for r in page_of(rows, " TEA ").rows]
+    ['a/Tea.md', 'c/tea.pdf']
+    """
+    needle = " ".join((query or "").split())[:200]
+    folded = needle.casefold()
+    matched = [row for row in rows if folded in row.source.casefold()] if folded else list(rows)
+    pages = max(1, -(-len(matched) // per_page))
+    try:
+        number = int(page or 1)
+    except (TypeError, ValueError, OverflowError):
+        number = 1
+    number = min(max(number, 1), pages)
+    shown = matched[(number - 1) * per_page : number * per_page]
+    return DocumentsPage(shown, number, pages, len(matched), len(rows), needle, per_page)
+
+
 def _size(path: Path) -> int | None:
     try:
         return path.stat().st_size if path.is_file() else None
@@ -237,9 +300,21 @@ def _size(path: Path) -> int | None:
         return None
 
 
+_SHA_CACHE: dict[tuple[str, int, int], str] = {}
+_SHA_CACHE_MAX = 200_000
+
+
 def _sha256(path: Path) -> str | None:
+    """The file's sha256, remembered while its modification time and size stay the same, so listing
+    a folder of 10,000 indexed files again reads none of them."""
     try:
-        return store.sha256_file(path)
+        stat = path.stat()
+        key = (str(path), stat.st_mtime_ns, stat.st_size)
+        if key not in _SHA_CACHE:
+            if len(_SHA_CACHE) >= _SHA_CACHE_MAX:
+                _SHA_CACHE.clear()
+            _SHA_CACHE[key] = store.sha256_file(path)
+        return _SHA_CACHE[key]
     except OSError:
         return None
 

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from docqa.answering.checks import support
 from docqa.ingest.chunking import paragraph_spans, sentence_spans
 from docqa.ingest.indexer import IndexReport
 from docqa.retrieve.bm25 import tokenize
-from docqa.serve.documents import DocumentRow
+from docqa.serve.documents import DocumentRow, DocumentsPage
 from docqa.types import Answer, Citation, Passage
 
 ABSTAIN_BADGE = "Not found in the documents"
@@ -57,13 +57,30 @@ def esc_lines(text: str) -> str:
     return "<br>".join(esc(line) for line in text.split("\n"))
 
 
-def link_markers(text: str, known: Iterable[int]) -> str:
-    """Escape an answer and turn each [n] naming a known passage into a link to its card `#src-n`.
+_CHUNK_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def chunk_class(chunk_id: str) -> str:
+    """The class that names a passage's chunk on a marker or card, so a click can open it in the
+    viewer (the chat's sanitizer keeps classes but drops data- attributes); "" for an odd id.
+
+    >>> chunk_class("3f2a9c0d1e4b5a6f"), chunk_class('x" onclick="y')
+    ('chunk-3f2a9c0d1e4b5a6f', '')
+    """
+    return f"chunk-{chunk_id}" if _CHUNK_ID.fullmatch(chunk_id or "") else ""
+
+
+def link_markers(text: str, known: Iterable[int], chunks: Mapping[int, str] | None = None) -> str:
+    """Escape an answer and turn each [n] naming a known passage into a link to its card `#src-n`;
+    `chunks` maps n to its chunk id, which the link carries for the viewer.
 
     >>> link_markers("It rose [1]. <b>[7]</b>", [1])
     'It rose <a class="cite" href="#src-1" title="Show passage 1">[1]</a>. &lt;b&gt;&#91;7&#93;&lt;/b&gt;'
+    >>> link_markers("It rose [1].", [1], {1: "ab12"})
+    'It rose <a class="cite chunk-ab12" href="#src-1" title="Show passage 1">[1]</a>.'
     """
     known = set(known)
+    chunks = chunks or {}
     out: list[str] = []
     pos = 0
     for m in _MARKER.finditer(text):
@@ -71,7 +88,8 @@ def link_markers(text: str, known: Iterable[int]) -> str:
         if n not in known:
             continue
         out.append(esc_lines(text[pos : m.start()]))
-        out.append(f'<a class="cite" href="#src-{n}" title="Show passage {n}">[{n}]</a>')
+        css = " ".join(filter(None, ["cite", chunk_class(chunks.get(n, ""))]))
+        out.append(f'<a class="{css}" href="#src-{n}" title="Show passage {n}">[{n}]</a>')
         pos = m.end()
     out.append(esc_lines(text[pos:]))
     return "".join(out)
@@ -85,7 +103,8 @@ def answer_html(answer: Answer) -> str:
             f'<div class="docqa-answer abstained"><span class="badge">{ABSTAIN_BADGE}</span> '
             f"{esc_lines(answer.answer)}{reason}</div>"
         )
-    body = link_markers(answer.answer, [c.n for c in answer.citations])
+    chunks = {c.n: c.passage.chunk.id for c in answer.citations}
+    body = link_markers(answer.answer, chunks, chunks)
     return f'<div class="docqa-answer">{body}</div>'
 
 
@@ -156,12 +175,13 @@ def passage_card(passage: Passage, claims: Sequence[str] = (), cited: bool = Tru
     """One source card; its id `src-n` is the target of the answer's [n] links."""
     c = passage.chunk
     heading = f'<span class="src-heading">{esc(c.heading)}</span>' if c.heading else ""
-    css = "src-card cited" if cited else "src-card"
+    css = " ".join(filter(None, ["src-card", "cited" if cited else "", chunk_class(c.id)]))
+    opens = '<span class="src-open">Show in document</span>' if chunk_class(c.id) else ""
     return (
-        f'<div class="{css}" id="src-{passage.n}">'
+        f'<div class="{css}" id="src-{passage.n}" title="Click to show the passage in its document">'
         f'<div class="src-head"><span class="src-n">[{passage.n}]</span> '
         f'<span class="src-file">{esc(c.source)}</span>{heading}'
-        f'<span class="src-loc">{esc(location(passage))}</span></div>'
+        f'<span class="src-loc">{esc(location(passage))}</span>{opens}</div>'
         f'<div class="src-text">{passage_text_html(c.text, claims)}</div></div>'
     )
 
@@ -253,6 +273,14 @@ def human_size(size: int | None) -> str:
     if size < 1_000_000:
         return f"{size / 1024:.1f} KB"
     return f"{size / 1e6:.1f} MB"
+
+
+def documents_page_html(page: DocumentsPage) -> str:
+    """One page of the Documents table, led by which rows it shows of how many."""
+    summary = f'<div class="docqa-docs-summary">{esc(page.summary())} · page {page.page:,} of {page.pages:,}</div>'
+    if not page.rows and page.total:
+        return summary
+    return summary + documents_html(page.rows)
 
 
 def documents_html(rows: Sequence[DocumentRow]) -> str:

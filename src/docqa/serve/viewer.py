@@ -175,6 +175,11 @@ def notice_html(text: str, css: str = "viewer-notice") -> str:
     return f'<div class="{css}">{esc(text)}</div>'
 
 
+def message_html(text: str) -> str:
+    """The viewer holding only a message (no passage to show)."""
+    return _wrap(notice_html(text))
+
+
 def empty_html() -> str:
     hint = esc("Click a citation [n] or a source card to see the passage in its document.")
     return f'<div class="docqa-viewer empty">{hint}</div>'

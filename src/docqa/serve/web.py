@@ -36,9 +36,36 @@ from docqa.ingest.indexer import IndexReport, Progress  # noqa: E402
 from docqa.ingest.readers import SUPPORTED  # noqa: E402
 from docqa.serve import documents as uploads  # noqa: E402
 from docqa.serve import render  # noqa: E402
+from docqa.serve import viewer as spots  # noqa: E402
 from docqa.serve.conversations import LOCAL_USER, ConversationStore  # noqa: E402
 from docqa.settings import PROFILES, Settings, apply_runtime_settings  # noqa: E402
-from docqa.types import Answer  # noqa: E402
+from docqa.types import Answer, Chunk  # noqa: E402
+
+# The viewer's own script (our code, not a document's): a click on an answer's [n] or on a source card
+# names its chunk (the class "chunk-<id>": the chat's sanitizer drops data- attributes) and asks the
+# server for the spot; the passage's place comes from the conversation on the server, never from the
+# page. Installed once per page; `__docqaOpen` always holds the live viewer's trigger.
+VIEWER_JS = """
+window.__docqaOpen = (chunk) => trigger('click', {chunk: chunk});
+if (!window.__docqaClicks) {
+  window.__docqaClicks = true;
+  document.addEventListener('click', (event) => {
+    const el = event.target instanceof Element
+      ? event.target.closest('#docqa-chat a.cite, #docqa-sources .src-card') : null;
+    if (!el) return;
+    if (el.classList.contains('src-card') && !window.getSelection().isCollapsed) return;  // selecting text
+    const name = Array.from(el.classList).find((c) => c.startsWith('chunk-'));
+    if (name && window.__docqaOpen) window.__docqaOpen(name.slice(6));
+  });
+}
+watch('value', () => {
+  const mark = element.querySelector('#docqa-spot-mark');
+  const box = mark && mark.closest('.viewer-text');
+  if (box) box.scrollTop = Math.max(0, mark.offsetTop - 40);
+  const shown = element.querySelector('.docqa-viewer:not(.empty)');
+  if (shown) shown.scrollIntoView({block: 'start'});
+});
+"""
 
 # Answers (page and API) and re-indexing share one concurrency group of size 1: the CPU runs one
 # model call at a time, and a re-index never swaps the index under a running answer.
@@ -79,6 +106,25 @@ table.docqa-docs tr.not-indexed-yet td, table.docqa-docs tr.changed-since-indexi
 table.docqa-docs tr.can-t-be-indexed td { color: #b91c1c; }
 .docqa-report .failed { color: #b91c1c; }
 #docqa-status { font-size: 0.9em; opacity: 0.85; }
+.src-card[class*="chunk-"] { cursor: pointer; }
+.src-card .src-open { margin-left: auto; font-size: 0.9em; color: var(--color-accent); }
+.docqa-viewer .viewer-head { font-size: 0.9em; margin-bottom: 6px; display: flex; flex-wrap: wrap; gap: 6px; }
+.docqa-viewer .viewer-file { font-weight: 600; }
+.docqa-viewer .viewer-heading { font-style: italic; }
+.docqa-viewer .viewer-loc { opacity: 0.7; }
+.docqa-viewer .viewer-notice { margin: 6px 0; padding: 4px 8px; border-radius: 4px; background: #fef3c7;
+  color: #78350f; }
+.docqa-viewer .viewer-notice.stale, .docqa-viewer .viewer-notice.error { background: #fee2e2; color: #991b1b; }
+.docqa-viewer .viewer-page { position: relative; display: inline-block; max-width: 100%; width: 720px;
+  border: 1px solid var(--border-color-primary); float: left; margin: 0 12px 8px 0; }
+.docqa-viewer .viewer-page img { display: block; width: 100%; height: auto; }
+.docqa-viewer .viewer-hl { position: absolute; background: rgba(250, 204, 21, 0.38);
+  outline: 2px solid rgba(217, 119, 6, 0.85); pointer-events: none; }
+.docqa-viewer .viewer-text { position: relative; max-height: 60vh; overflow-y: auto; white-space: normal;
+  padding: 6px 8px; border: 1px solid var(--border-color-primary); border-radius: 6px; }
+.docqa-viewer mark { background: #fde68a; color: inherit; padding: 0 1px; }
+.docqa-viewer::after { content: ""; display: block; clear: both; }
+.docqa-docs-summary { margin: 4px 0; font-size: 0.9em; opacity: 0.85; }
 #docqa-feedback-note { font-size: 0.9em; opacity: 0.85; }
 """
 
@@ -197,13 +243,30 @@ def chat_stream(
         yield chat_messages(history, pending=question, error=exc.message), None, history
 
 
-def documents_view(pipelines: Pipelines) -> tuple[str, list[str]]:
-    """The documents table and the names the delete menu offers."""
+def document_rows(pipelines: Pipelines) -> list[uploads.DocumentRow]:
+    """Every file in the folder and the index, with its state."""
     report = pipelines.base.last_index_report
-    rows = uploads.list_documents(
+    return uploads.list_documents(
         pipelines.settings, pipelines.base.retriever.index.manifest, report.failed if report else ()
     )
-    return render.documents_html(rows), [row.source for row in rows if row.state != "missing from folder"]
+
+
+def documents_view(
+    pipelines: Pipelines, query: str = "", page: float | None = 1, rows: list[uploads.DocumentRow] | None = None
+) -> tuple[str, list[str]]:
+    """One page of the documents table (the files whose path contains `query`), and the names on it
+    that the delete menu offers: a folder of 10,000 files sends 50 rows to the browser, not 10,000."""
+    shown = uploads.page_of(document_rows(pipelines) if rows is None else rows, query, page)
+    return render.documents_page_html(shown), [r.source for r in shown.rows if r.state != "missing from folder"]
+
+
+def find_passage(history: list[Answer], chunk_id: str) -> Chunk | None:
+    """The passage with this chunk id among the conversation's answers (latest first), or None."""
+    for answer in reversed(history):
+        for passage in [*(c.passage for c in answer.citations), *answer.retrieved]:
+            if passage.chunk.id == chunk_id:
+                return passage.chunk
+    return None
 
 
 def examples(pipelines: Pipelines) -> list[dict[str, str]]:
@@ -301,6 +364,8 @@ class Handlers:
     def __init__(self, pipelines: Pipelines, store: ConversationStore | None = None) -> None:
         self.pipelines = pipelines
         self.store = store or ConversationStore.from_settings(pipelines.settings)
+        self.viewer = spots.Viewer(pipelines.settings.docs_dir, pipelines.settings.pdf_timeout_s)
+        self._rows: list[uploads.DocumentRow] | None = None  # the Documents table as last listed
 
     @property
     def settings(self) -> Settings:
@@ -320,6 +385,18 @@ class Handlers:
         """`chat_stream`'s updates, with Gradio's skip where nothing changed."""
         for messages, panel, new_history in chat_stream(self.pipelines, text, history, profile_name, k, max_new):
             yield messages, gr.skip() if panel is None else panel, gr.skip() if new_history is None else new_history
+
+    def view(self, history: list[Answer], evt: gr.EventData) -> str:
+        """The cited spot of the passage whose [n] or card was clicked, in the viewer.
+
+        The click names a chunk id; the passage (file, offsets, page) comes from this session's own
+        conversation, so a page can only open passages it was shown."""
+        data = getattr(evt, "_data", None)
+        chunk_id = str(data.get("chunk", "")) if isinstance(data, dict) else ""
+        chunk = find_passage(history, chunk_id) if chunk_id else None
+        if chunk is None:
+            return spots.message_html("That passage is not in this conversation; ask again to see it.")
+        return self.viewer.html(chunk)
 
     def status(self, profile_name: str | None = None) -> str:
         line = render.status_line(self.pipelines.status(profile_name))
@@ -435,9 +512,10 @@ class Handlers:
 
     # --- documents ----------------------------------------------------------------------------
 
-    def refresh(self, profile_name: str | None = None) -> tuple[Any, ...]:
-        """The documents table, the delete menu, the status line and the example questions, as now."""
-        table, names = documents_view(self.pipelines)
+    def refresh(self, profile_name: str | None = None, query: str = "", page: float | None = 1) -> tuple[Any, ...]:
+        """The documents table (listed afresh), the delete menu, the status line and the example questions, as now."""
+        self._rows = document_rows(self.pipelines)
+        table, names = documents_view(self.pipelines, query, page, self._rows)
         return (
             table,
             gr.Dropdown(choices=names, value=None),
@@ -457,7 +535,24 @@ class Handlers:
             uploads.delete_document(self.settings, source or "")
         return render.messages_html([f"{source}: deleted"])
 
-    def reindex(self, note: str, profile_name: str, progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:  # noqa: B008
+    def documents_page(self, query: str = "", page: float | None = 1, step: int = 0) -> tuple[Any, Any, int]:
+        """The table's page `step` pages from `page` among the files matching `query` (the listing is
+        the last one made, not read again); the table, the delete menu, and the page shown."""
+        rows = self._rows if self._rows is not None else document_rows(self.pipelines)
+        self._rows = rows
+        number = uploads.page_of(rows, query, page).page + step
+        shown = uploads.page_of(rows, query, number)
+        table, names = documents_view(self.pipelines, query, shown.page, rows)
+        return table, gr.Dropdown(choices=names, value=None), shown.page
+
+    def reindex(
+        self,
+        note: str,
+        profile_name: str,
+        query: str = "",
+        page: float | None = 1,
+        progress: gr.Progress = gr.Progress(),  # noqa: B008
+    ) -> tuple[Any, ...]:
         """Bring the index up to date, showing progress; the report after `note`, then `refresh`'s outputs."""
 
         def report_progress(done: int, total: int, message: str) -> None:
@@ -465,7 +560,7 @@ class Handlers:
 
         with page_errors():
             result = self.pipelines.reindex(report_progress)
-        return (note + render.report_html(result), *self.refresh(profile_name))
+        return (note + render.report_html(result), *self.refresh(profile_name, query, page))
 
     # --- API ----------------------------------------------------------------------------------
 
@@ -504,11 +599,16 @@ class ChatTab:
     comment: gr.Textbox
     send_comment: gr.Button
     feedback_note: gr.Markdown
+    viewer: gr.HTML
 
 
 @dataclass
 class DocumentsTab:
     table: gr.HTML
+    filter: gr.Textbox
+    prev: gr.Button
+    next: gr.Button
+    page: gr.State
     report: gr.HTML
     files: gr.File
     add: gr.Button
@@ -565,9 +665,11 @@ def chat_tab(handlers: Handlers) -> ChatTab:
             sources = gr.HTML(render.sources_html(None), elem_id="docqa-sources", js_on_load=None)
             with gr.Accordion("Settings", open=False):
                 profile, top_k, max_tokens = settings_controls(settings)
+    # The cited spot: a click on [n] or a source card shows the passage in its document here.
+    viewer = gr.HTML(spots.empty_html(), elem_id="docqa-viewer", js_on_load=VIEWER_JS)
     return ChatTab(
         status, chatbot, question, send, clear, sources, profile, top_k, max_tokens, past, export, comment,
-        send_comment, feedback_note,
+        send_comment, feedback_note, viewer,
     )  # fmt: skip
 
 
@@ -592,6 +694,17 @@ def documents_tab(handlers: Handlers) -> DocumentsTab:
     settings = handlers.settings
     docs_html, doc_names = documents_view(handlers.pipelines)
     gr.Markdown("### Documents in the folder and the index")
+    with gr.Row():
+        filter_box = gr.Textbox(
+            placeholder="Filter by path (e.g. reports/2019)",
+            show_label=False,
+            scale=4,
+            elem_id="docqa-docs-filter",
+            max_length=200,
+        )
+        prev = gr.Button("◀ Previous", size="sm", scale=1, elem_id="docqa-docs-prev")
+        next_ = gr.Button("Next ▶", size="sm", scale=1, elem_id="docqa-docs-next")
+    page = gr.State(1)  # the table's page in this browser session
     table = gr.HTML(docs_html, elem_id="docqa-docs")
     startup = handlers.pipelines.base.last_index_report
     report = gr.HTML(
@@ -613,7 +726,7 @@ def documents_tab(handlers: Handlers) -> DocumentsTab:
             to_delete = gr.Dropdown(doc_names, label="Document to delete", elem_id="docqa-delete-choice")
             delete = gr.Button("Delete and re-index", variant="stop", elem_id="docqa-delete")
             reindex = gr.Button("Re-index now", elem_id="docqa-reindex")
-    return DocumentsTab(table, report, files, add, to_delete, delete, reindex)
+    return DocumentsTab(table, filter_box, prev, next_, page, report, files, add, to_delete, delete, reindex)
 
 
 def wire_chat(handlers: Handlers, chat: ChatTab, turns: gr.State, pending: gr.State, conversation: gr.State) -> None:
@@ -675,12 +788,15 @@ def wire_chat(handlers: Handlers, chat: ChatTab, turns: gr.State, pending: gr.St
         api_visibility="private",
     )
     chat.profile.change(handlers.status, chat.profile, chat.status, api_visibility="private")
+    chat.viewer.click(
+        handlers.view, turns, chat.viewer, concurrency_limit=2, show_progress="minimal", api_visibility="private"
+    )
 
 
 def wire_documents(handlers: Handlers, demo: gr.Blocks, chat: ChatTab, docs: DocumentsTab) -> None:
     """Add, delete and re-index (each followed by a re-index in the model's queue), and refresh on load."""
     reindex_io: dict[str, Any] = dict(
-        inputs=[docs.report, chat.profile],
+        inputs=[docs.report, chat.profile, docs.filter, docs.page],
         outputs=[docs.report, docs.table, docs.to_delete, chat.status, chat.chatbot],
         concurrency_limit=1,
         concurrency_id=MODEL_GROUP,
@@ -702,6 +818,18 @@ def wire_documents(handlers: Handlers, demo: gr.Blocks, chat: ChatTab, docs: Doc
         [docs.table, docs.to_delete, chat.status, chat.chatbot],
         api_visibility="private",
     )
+    paged = [docs.table, docs.to_delete, docs.page]
+    docs.filter.input(
+        lambda query: handlers.documents_page(query, 1), docs.filter, paged, queue=False, api_visibility="private"
+    )
+    for button, step in ((docs.prev, -1), (docs.next, 1)):
+        button.click(
+            lambda query, page, step=step: handlers.documents_page(query, page, step),
+            [docs.filter, docs.page],
+            paged,
+            queue=False,
+            api_visibility="private",
+        )
     demo.load(handlers.conversation_list, None, chat.past, api_visibility="private")
 
 
