@@ -1,16 +1,35 @@
-"""PDFs: each page's text, bookmarks and title, read in a child process since some PDFs hang or
-crash parsers."""
+"""PDFs: each page's lines in reading order with where they sit, ruled tables as rows with their
+header, bookmarks and title; read in a child process since some PDFs hang or crash parsers.
+
+The child (`python -m docqa.ingest.pdf FILE`) takes the characters and their boxes, and the
+strokes a page draws, from pypdfium2 (fast, and lenient with damaged files); ruled tables are
+found by pdfplumber's table geometry run on those strokes (its own page parsing costs seconds a
+page). It orders a page's lines itself: runs of lines side by side with a clear gutter between
+them are columns, read one after the other. Lines in the top or bottom band of a page that repeat
+on many pages (digits ignored), and bare page numbers, are running headers and footers: left out.
+Pages without text are read by OCR in the parent. pymupdf was left out: it is AGPL.
+bench/pdf_extract.py measures the choice (bench/README.md, "PDF extraction").
+"""
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 from docqa.ingest.readers import Document, UnreadableFile, heading_paths, sane_title
+
+# A line as the child reports it: text, box in fractions of the page (origin top left), and
+# whether a paragraph break comes before it.
+Line = tuple[str, float, float, float, float, bool]
+
+BAND = 0.2  # running headers and footers sit in the top or bottom fifth of the page
+_PAGE_NUMBER = re.compile(r"^(page\s+)?[-–—\s]*(\d{1,4}|[ivxlcdm]{1,7})[-–—\s]*((of|/)\s*\d{1,4})?$", re.I)
 
 
 def read_pdf(path: Path, timeout_s: float = 60.0) -> Document:
@@ -27,20 +46,69 @@ def read_pdf(path: Path, timeout_s: float = 60.0) -> Document:
         reason = (proc.stderr.strip().splitlines() or ["parser crashed"])[-1]
         raise UnreadableFile(f"could not read PDF: {reason}")
     parsed = json.loads(proc.stdout)
+    pages: list[list[Line]] = parsed["pages"]
+    warnings: list[str] = []
+    if parsed["no_text"]:
+        found, warning = _ocr(path, parsed["no_text"])
+        if warning:
+            warnings.append(warning)
+        for number, lines in found.items():
+            if 1 <= number <= len(pages):
+                pages[number - 1] = [(t, x0, y0, x1, y1, False) for t, x0, y0, x1, y1 in lines if t.strip()]
+    doc = build_document(pages, parsed["outline"], parsed["title"])
+    if not doc.text.strip():
+        if parsed["no_text"]:
+            shown = ", ".join(str(n) for n in parsed["no_text"][:10])
+            raise UnreadableFile(
+                f"no text found: page(s) {shown} have no text layer (a scan) and OCR read nothing"
+                f"{' (' + warnings[0] + ')' if warnings else ''}; run OCR on the file (e.g. ocrmypdf) and add it again"
+            )
+        raise UnreadableFile("no text found (the PDF's pages are empty)")
+    doc.warnings.extend(warnings)
+    return doc
+
+
+def _ocr(path: Path, pages: list[int]) -> tuple[dict[int, list], str | None]:
+    """Lines read by OCR for pages without a text layer; a warning instead when OCR is unavailable."""
+    try:
+        from docqa.ingest.ocr import ocr_pdf_pages
+    except ImportError as exc:
+        return {}, f"pages without text left out: OCR is unavailable ({exc})"
+    try:
+        return ocr_pdf_pages(Path(path), list(pages)), None
+    except Exception as exc:  # noqa: BLE001 - OCR failing must not lose the pages that have text
+        return {}, f"pages without text left out: OCR failed ({type(exc).__name__}: {exc})"
+
+
+def build_document(pages: list[list[Line]], outline: list[list], title: str | None) -> Document:
+    """The Document for pages of lines: pages apart by a blank line, a box per line, page marks."""
     text_parts: list[str] = []
     marks: list[tuple[int, int]] = []
+    boxes: list[tuple[int, int, int, float, float, float, float]] = []
     page_starts: dict[int, tuple[int, str]] = {}
     offset = 0
-    for number, page_text in enumerate(parsed["pages"], start=1):
-        page_text = page_text.strip()
-        if not page_text:
+    for number, lines in enumerate(pages, start=1):
+        lines = [line for line in lines if line[0].strip()]
+        if not lines:
             continue
-        marks.append((offset, number))
-        page_starts[number] = (offset, page_text)
-        text_parts.append(page_text)
-        offset += len(page_text) + 2
-    entries = sorted(_place_outline(parsed["outline"], page_starts))
-    return Document("\n\n".join(text_parts), headings=heading_paths(entries, sane_title(parsed["title"])), pages=marks)
+        if text_parts:
+            text_parts.append("\n\n")
+            offset += 2
+        start = offset
+        for i, (line_text, x0, y0, x1, y1, new_paragraph) in enumerate(lines):
+            line_text = " ".join(line_text.split())
+            if i:
+                sep = "\n\n" if new_paragraph else "\n"
+                text_parts.append(sep)
+                offset += len(sep)
+            boxes.append((offset, offset + len(line_text), number, x0, y0, x1, y1))
+            text_parts.append(line_text)
+            offset += len(line_text)
+        marks.append((start, number))
+        page_starts[number] = (start, "".join(text_parts)[start:])
+    text = "".join(text_parts)
+    entries = sorted(_place_outline(outline, page_starts))
+    return Document(text, headings=heading_paths(entries, sane_title(title)), pages=marks, boxes=boxes)
 
 
 def _place_outline(outline: list[list], page_starts: dict[int, tuple[int, str]]) -> list[tuple[int, int, str]]:
@@ -56,39 +124,427 @@ def _place_outline(outline: list[list], page_starts: dict[int, tuple[int, str]])
     return out
 
 
-def _pdf_pages(path: str) -> dict:
-    """Each page's text, the bookmarks as [page, level, title], and the metadata title."""
-    from pypdf import PdfReader
-    from pypdf.errors import PdfReadError
+# ------------------------------------------------------------------ the child: layout of a page
+
+
+class _Item:
+    """A piece of a page placed as a unit: a run of words on one line, or a table (its row lines)."""
+
+    __slots__ = ("x0", "top", "x1", "bottom", "size", "lines")
+
+    def __init__(self, x0: float, top: float, x1: float, bottom: float, size: float, lines: list) -> None:
+        self.x0, self.top, self.x1, self.bottom, self.size = x0, top, x1, bottom, size
+        self.lines = lines  # [(text, x0, top, x1, bottom)] in points; a table has one per row
+
+
+def _words(textpage, height: float, ox: float, oy: float) -> list[tuple[str, float, float, float, float, float]]:
+    """Words as (text, x0, top, x1, bottom, font size) in points from the top left, in content order."""
+    import ctypes
+
+    import pypdfium2.raw as pdfium_c
+
+    raw = textpage.raw
+    left, right, bottom, top = (ctypes.c_double() for _ in range(4))
+    loose = pdfium_c.FS_RECTF()
+    ox_, oy_ = ctypes.c_double(), ctypes.c_double()
+    words: list = []
+    cur: list = []  # [chars, x0, top, x1, bottom, size]
+    for i in range(pdfium_c.FPDFText_CountChars(raw)):
+        code = pdfium_c.FPDFText_GetUnicode(raw, i)
+        ch = chr(code) if 0 < code < 0x110000 else ""
+        if not ch or ch.isspace() or ch in "\ufffe\uffff" or pdfium_c.FPDFText_IsGenerated(raw, i) == 1:
+            if cur:
+                words.append(cur)
+                cur = []
+            continue
+        pdfium_c.FPDFText_GetCharBox(raw, i, left, right, bottom, top)
+        size = pdfium_c.FPDFText_GetFontSize(raw, i) or (top.value - bottom.value) or 10.0
+        # The loose box spans the glyph's advance, so narrow letters ('I', 'l') don't leave gaps.
+        if pdfium_c.FPDFText_GetLooseCharBox(raw, i, ctypes.byref(loose)):
+            x0, x1 = min(left.value, loose.left) - ox, max(right.value, loose.right) - ox
+        else:
+            x0, x1 = left.value - ox, right.value - ox
+        # Lines get the font's height, not the glyph's, so 'a' and 'A' sit on the same line.
+        if pdfium_c.FPDFText_GetCharOrigin(raw, i, ox_, oy_):
+            base = height - (oy_.value - oy)
+        else:
+            base = height - (bottom.value - oy)
+        t, b = base - 0.8 * size, base + 0.2 * size
+        if ch in "\u2010-\u2015" or not ch.isprintable():
+            ch = "-" if ch != "\u00ad" else ch
+        if cur:
+            same_line = abs((cur[4] - 0.2 * cur[5]) - (b - 0.2 * size)) < 0.5 * max(size, cur[5])
+            gap = x0 - cur[3]
+            if same_line and -size < gap < 0.25 * size:
+                cur[0] += ch
+                cur[1], cur[2], cur[3], cur[4] = min(cur[1], x0), min(cur[2], t), max(cur[3], x1), max(cur[4], b)
+                cur[5] = max(cur[5], size)
+                continue
+            words.append(cur)
+        cur = [ch, x0, t, x1, b, size]
+    if cur:
+        words.append(cur)
+    return [(w[0].replace("\u00ad", ""), w[1], w[2], w[3], w[4], w[5]) for w in words]
+
+
+def _fragments(words: list) -> list[_Item]:
+    """Words joined into runs along a line; a gap wider than most of a font size starts a new run."""
+    rows: list[list] = []
+    for w in sorted(words, key=lambda w: (w[4], w[1])):
+        for row in reversed(rows[-8:]):
+            ref = row[0]
+            if abs(w[4] - ref[4]) < 0.4 * max(w[5], ref[5]):
+                row.append(w)
+                break
+        else:
+            rows.append([w])
+    items: list[_Item] = []
+    for row in rows:
+        row.sort(key=lambda w: w[1])
+        run = [row[0]]
+        for w in row[1:]:
+            if w[1] - run[-1][3] > 0.8 * max(w[5], run[-1][5]):
+                items.append(_run_item(run))
+                run = []
+            run.append(w)
+        items.append(_run_item(run))
+    return items
+
+
+def _run_item(run: list) -> _Item:
+    x0, top = min(w[1] for w in run), min(w[2] for w in run)
+    x1, bottom = max(w[3] for w in run), max(w[4] for w in run)
+    text = " ".join(w[0] for w in run)
+    return _Item(x0, top, x1, bottom, max(w[5] for w in run), [(text, x0, top, x1, bottom)])
+
+
+def _bands(items: list[_Item]) -> list[list[_Item]]:
+    """Items grouped into horizontal bands: a band ends where nothing overlaps the next item's height."""
+    bands: list[list[_Item]] = []
+    bottom = -math.inf
+    for item in sorted(items, key=lambda i: (i.top, i.x0)):
+        overlap = min(bottom, item.bottom) - item.top
+        if bands and overlap > 0.3 * min(item.bottom - item.top, bottom - bands[-1][0].top):
+            bands[-1].append(item)
+            bottom = max(bottom, item.bottom)
+        else:
+            bands.append([item])
+            bottom = item.bottom
+    return bands
+
+
+def _gaps(items: list[_Item], lo: float, hi: float) -> list[tuple[float, float]]:
+    """The stretches of [lo, hi] that no item covers."""
+    gaps, x = [], lo
+    for item in sorted(items, key=lambda i: i.x0):
+        if item.x0 > x:
+            gaps.append((x, item.x0))
+        x = max(x, item.x1)
+    if x < hi:
+        gaps.append((x, hi))
+    return gaps
+
+
+def _intersect(a: list[tuple[float, float]], b: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    out = []
+    for a0, a1 in a:
+        for b0, b1 in b:
+            lo, hi = max(a0, b0), min(a1, b1)
+            if hi > lo:
+                out.append((lo, hi))
+    return out
+
+
+def _gutter(items: list[_Item], free: list[tuple[float, float]], min_gap: float) -> tuple[float, float] | None:
+    """The widest free stretch with text on both sides that looks like a gutter between columns."""
+    x0, x1 = min(i.x0 for i in items), max(i.x1 for i in items)
+    inner = [(a, b) for a, b in free if a > x0 and b < x1 and b - a >= min_gap]
+    for a, b in sorted(inner, key=lambda g: g[0] - g[1]):
+        left = [i for i in items if i.x1 <= a]
+        right = [i for i in items if i.x0 >= b]
+        if len(left) < 2 or len(right) < 2:
+            continue
+        # Columns of prose have long lines; table columns (short cells) are read row by row.
+        width = x1 - x0
+        if (
+            _median([i.x1 - i.x0 for i in left]) >= 0.25 * width
+            and _median([i.x1 - i.x0 for i in right]) >= 0.25 * width
+        ):
+            return a, b
+    return None
+
+
+def _median(values: list[float]) -> float:
+    values = sorted(values)
+    return values[len(values) // 2] if values else 0.0
+
+
+def _order(items: list[_Item], depth: int = 0) -> list[tuple[str, float, float, float, float, bool]]:
+    """Lines in reading order: columns (a run of bands sharing a gutter) one after the other."""
+    if not items:
+        return []
+    lo, hi = min(i.x0 for i in items), max(i.x1 for i in items)
+    min_gap = 0.8 * _median([i.size for i in items])
+    bands = _bands(items)
+    out: list[tuple[str, float, float, float, float, bool]] = []
+    i = 0
+    while i < len(bands):
+        group, free, best, j = list(bands[i]), _gaps(bands[i], lo, hi), None, i + 1
+        if depth < 3:
+            while j < len(bands):
+                merged_free = _intersect(free, _gaps(bands[j], lo, hi))
+                merged = group + bands[j]
+                if not any(b - a >= min_gap for a, b in merged_free if a > lo and b < hi):
+                    break
+                group, free, j = merged, merged_free, j + 1
+                best = _gutter(group, free, min_gap) or best
+        if best is not None:
+            # Shrink the group back to the last band where the gutter held.
+            while j - 1 > i and not _gutter(group, free, min_gap):
+                j -= 1
+                group = [it for band in bands[i:j] for it in band]
+                free = [(lo, hi)]
+                for band in bands[i:j]:
+                    free = _intersect(free, _gaps(band, lo, hi))
+            gutter = _gutter(group, free, min_gap)
+            if gutter:
+                left = [it for it in group if it.x1 <= gutter[0]]
+                right = [it for it in group if it.x0 >= gutter[1]]
+                for side in (left, right):
+                    lines = _order(side, depth + 1)
+                    if lines:
+                        lines[0] = (*lines[0][:5], True)
+                    out.extend(lines)
+                i = j
+                continue
+        out.extend(_band_lines(bands[i], out))
+        i += 1
+    return out
+
+
+def _band_lines(band: list[_Item], before: list) -> list[tuple[str, float, float, float, float, bool]]:
+    """One band as lines: a table gives its rows, words on one line are joined left to right."""
+    band = sorted(band, key=lambda it: it.x0)
+    tables = [it for it in band if len(it.lines) != 1 or it.size < 0]
+    rest = [it for it in band if it not in tables]
+    out = []
+    for table in tables:
+        out.extend((*row, True) for row in table.lines)
+    if rest:
+        x0, top = min(i.x0 for i in rest), min(i.top for i in rest)
+        x1, bottom = max(i.x1 for i in rest), max(i.bottom for i in rest)
+        text = " ".join(it.lines[0][0] for it in rest)
+        prev = before[-1] if before else None
+        size = max(i.size for i in rest)
+        new_paragraph = bool(tables) or prev is None or top - prev[4] > 0.6 * size
+        out.append((text, x0, top, x1, bottom, new_paragraph))
+    return out
+
+
+def _edges(page, height: float, ox: float, oy: float) -> list[dict]:
+    """The page's horizontal and vertical strokes (lines, sides of rectangles) in points from the top left."""
+    import ctypes
+
+    import pypdfium2.raw as pdfium_c
+
+    x, y = ctypes.c_float(), ctypes.c_float()
+    edges: list[dict] = []
+    for obj in page.get_objects(filter=[pdfium_c.FPDF_PAGEOBJ_PATH], max_depth=1):
+        m = obj.get_matrix()
+        start = prev = None
+        for k in range(pdfium_c.FPDFPath_CountSegments(obj.raw)):
+            seg = pdfium_c.FPDFPath_GetPathSegment(obj.raw, k)
+            pdfium_c.FPDFPathSegment_GetPoint(seg, x, y)
+            point = (m.a * x.value + m.c * y.value + m.e - ox, height - (m.b * x.value + m.d * y.value + m.f - oy))
+            kind = pdfium_c.FPDFPathSegment_GetType(seg)
+            if kind == pdfium_c.FPDF_SEGMENT_MOVETO:
+                start = prev = point
+                continue
+            if prev is not None:
+                _add_edge(edges, prev, point)
+            if pdfium_c.FPDFPathSegment_GetClose(seg) and start is not None:
+                _add_edge(edges, point, start)
+            prev = point
+    return edges
+
+
+def _add_edge(edges: list[dict], a: tuple[float, float], b: tuple[float, float]) -> None:
+    (x0, y0), (x1, y1) = a, b
+    if abs(y0 - y1) < 1.0 and abs(x1 - x0) >= 2.0:
+        lo, hi = sorted((x0, x1))
+        edges.append({"x0": lo, "x1": hi, "top": y0, "bottom": y0, "width": hi - lo, "height": 0, "orientation": "h"})
+    elif abs(x0 - x1) < 1.0 and abs(y1 - y0) >= 2.0:
+        lo, hi = sorted((y0, y1))
+        edges.append({"x0": x0, "x1": x0, "top": lo, "bottom": hi, "width": 0, "height": hi - lo, "orientation": "v"})
+
+
+def _tables(edges: list[dict], words: list) -> list[_Item]:
+    """Ruled tables (cells closed by lines) as rows "Header: value; Header: value", a line per row.
+
+    pdfplumber's table geometry (edges to cells to tables) is run on the strokes pdfium reports,
+    which spares parsing the page a second time with pdfminer (seconds per page).
+    """
+    from pdfplumber.table import cells_to_tables, edges_to_intersections, intersections_to_cells, merge_edges
+
+    from docqa.ingest.formats import table_lines
+
+    if len(edges) < 4:
+        return []
+    merged = merge_edges(edges, 3, 3, 3, 3)
+    cells_per_table = cells_to_tables(intersections_to_cells(edges_to_intersections(merged, 3, 3)))
+    items = []
+    for cells in cells_per_table:
+        tops = sorted({round(c[1]) for c in cells})
+        lefts = sorted({round(c[0]) for c in cells})
+        if len(tops) < 2 or len(lefts) < 2:
+            continue
+        grid = [[""] * len(lefts) for _ in tops]
+        row_boxes: list[list[float]] = [[math.inf, math.inf, -math.inf, -math.inf] for _ in tops]
+        for x0, top, x1, bottom in cells:
+            inside = [w for w in words if x0 <= (w[1] + w[3]) / 2 <= x1 and top <= (w[2] + w[4]) / 2 <= bottom]
+            inside.sort(key=lambda w: (round(w[4] / max(w[5], 1.0)), w[1]))
+            r, c = tops.index(round(top)), lefts.index(round(x0))
+            grid[r][c] = " ".join(w[0] for w in inside)
+            box = row_boxes[r]
+            box[:] = [min(box[0], x0), min(box[1], top), max(box[2], x1), max(box[3], bottom)]
+        filled = [k for k, row in enumerate(grid) if any(row)]
+        if not filled:
+            continue
+        header = grid[filled[0]]
+        lines = []
+        for k in filled[1:]:
+            lines.append((table_lines([header, grid[k]])[0], *row_boxes[k]))
+        if not lines:
+            lines = [(table_lines([header])[0], *row_boxes[filled[0]])]
+        x0, top = min(c[0] for c in cells), min(c[1] for c in cells)
+        x1, bottom = max(c[2] for c in cells), max(c[3] for c in cells)
+        items.append(_Item(x0, top, x1, bottom, -1.0, lines))
+    return items
+
+
+def _has_rules(page) -> bool:
+    """Whether a page draws lines or rectangles (then it may hold a ruled table)."""
+    import pypdfium2.raw as pdfium_c
+
+    paths = 0
+    for _ in page.get_objects(filter=[pdfium_c.FPDF_PAGEOBJ_PATH], max_depth=2):
+        paths += 1
+        if paths >= 3:
+            return True
+    return False
+
+
+def _page_layout(page, textpage, rules: bool) -> tuple[list[Line], bool]:
+    """A page's lines in reading order as fractions of the page, and whether it has any text."""
+    x0, y0, x1, y1 = page.get_cropbox()
+    width, height = (x1 - x0) or 1.0, (y1 - y0) or 1.0
+    words = _words(textpage, height, x0, y0)
+    if not words:
+        return [], False
+    items: list[_Item] = _tables(_edges(page, height, x0, y0), words) if rules else []
+
+    def in_table(w) -> bool:
+        cx, cy = (w[1] + w[3]) / 2, (w[2] + w[4]) / 2
+        return any(t.x0 <= cx <= t.x1 and t.top <= cy <= t.bottom for t in items)
+
+    items.extend(_fragments([w for w in words if not in_table(w)]))
+    lines = _order(items)
+    return [
+        (
+            text,
+            round(max(0.0, a / width), 4),
+            round(max(0.0, b / height), 4),
+            round(min(1.0, c / width), 4),
+            round(min(1.0, d / height), 4),
+            brk,
+        )
+        for text, a, b, c, d, brk in lines
+    ], True
+
+
+def _normalised(text: str) -> str:
+    return re.sub(r"\d+", "#", " ".join(text.casefold().split()))
+
+
+def drop_running_lines(pages: list[list[Line]]) -> list[list[Line]]:
+    """Pages without their running headers, footers and page numbers.
+
+    A line in the top or bottom band of its page is dropped when it is a bare page number, or
+    when (digits ignored) it repeats in that band on at least 3 pages and a fifth of the pages.
+    """
+
+    def band_lines(lines: list[Line]) -> list[int]:
+        top = [k for k, ln in enumerate(lines[:2]) if ln[4] <= BAND]
+        bottom = [k for k in range(max(0, len(lines) - 2), len(lines)) if lines[k][2] >= 1 - BAND]
+        return sorted(set(top + bottom))
+
+    counts: Counter[str] = Counter()
+    for lines in pages:
+        counts.update({_normalised(lines[k][0]) for k in band_lines(lines)})
+    with_text = sum(1 for lines in pages if lines)
+    need = max(3, math.ceil(0.2 * with_text))
+    out = []
+    for lines in pages:
+        drop = {
+            k
+            for k in band_lines(lines)
+            if (k in (0, len(lines) - 1) and _PAGE_NUMBER.match(lines[k][0].strip()))
+            or counts[_normalised(lines[k][0])] >= need
+        }
+        out.append([ln for k, ln in enumerate(lines) if k not in drop])
+    return out
+
+
+def _pdf_pages(path: str, max_pages: int | None = None) -> dict:
+    """Each page's lines, the pages without text, the bookmarks as [page, level, title], the title.
+
+    max_pages (the first pages only) is for bench/pdf_extract.py.
+    """
+    import pypdfium2 as pdfium
 
     try:
-        reader = PdfReader(path)
-        if reader.is_encrypted:
-            try:
-                if not reader.decrypt(""):
-                    raise SystemExit("the PDF is encrypted with a password")
-            except Exception:  # noqa: BLE001 - pypdf raises several types for unsupported crypto
-                raise SystemExit("the PDF is encrypted and can't be opened without its password") from None
-        pages = [page.extract_text() or "" for page in reader.pages]
-    except PdfReadError as exc:
-        raise SystemExit(f"corrupt PDF ({exc})") from None
+        pdf = pdfium.PdfDocument(path)
+    except pdfium.PdfiumError as exc:
+        message = str(exc)
+        if "password" in message.lower():
+            raise SystemExit("the PDF is encrypted with a password") from None
+        if "security" in message.lower():
+            raise SystemExit("the PDF is encrypted and can't be opened without its password") from None
+        raise SystemExit(f"corrupt PDF ({message})") from None
+    pages: list[list[Line]] = []
+    no_text: list[int] = []
+    for index in range(min(len(pdf), max_pages or len(pdf))):
+        page = pdf[index]
+        textpage = page.get_textpage()
+        try:
+            lines, has_text = _page_layout(page, textpage, _has_rules(page))
+        except Exception:  # noqa: BLE001 - odd drawings must not lose the text: read it without tables
+            lines, has_text = _page_layout(page, textpage, False)
+        if not has_text and _draws_anything(page):
+            no_text.append(index + 1)
+        pages.append(lines)
+        textpage.close()
+        page.close()
     try:  # bookmarks and metadata are a bonus: a broken outline must not lose the text
-        outline = _outline(reader, reader.outline, 1)
-        title = str(reader.metadata.title) if reader.metadata and reader.metadata.title else None
-    except Exception:  # noqa: BLE001 - pypdf raises many types on damaged outlines
+        outline = _outline(pdf)
+        title = pdf.get_metadata_dict().get("Title") or None
+    except Exception:  # noqa: BLE001 - damaged outlines fail in many ways
         outline, title = [], None
-    return {"pages": pages, "outline": outline, "title": title}
+    return {"pages": drop_running_lines(pages), "no_text": no_text, "outline": outline, "title": title}
 
 
-def _outline(reader, items: list, level: int) -> list[list]:
+def _draws_anything(page) -> bool:
+    """Whether a page without text shows something (a scanned image), so OCR is worth trying."""
+    return next(iter(page.get_objects(max_depth=2)), None) is not None
+
+
+def _outline(pdf) -> list[list]:
     out: list[list] = []
-    for item in items:
-        if isinstance(item, list):
-            out.extend(_outline(reader, item, level + 1))
-            continue
-        page = reader.get_destination_page_number(item)
+    for item in pdf.get_toc(max_depth=16):
+        dest = item.get_dest()
+        page = dest.get_index() if dest is not None else None
         if page is not None and page >= 0:
-            out.append([page + 1, level, str(item.title or "")])
+            out.append([page + 1, item.level + 1, item.get_title() or ""])
     return out
 
 
