@@ -138,8 +138,8 @@ def test_checkpoints_are_spaced_out(settings: Settings, docs: Path, monkeypatch:
     fill(docs, 6)
     monkeypatch.setattr(store, "EMBED_BATCH", 1)
     writes: list[Path] = []
-    real = store.write_index
-    monkeypatch.setattr(store, "write_index", lambda *a: writes.append(real(*a)) or writes[-1])
+    real = store._publish  # every version, checkpoint or final, is made live here
+    monkeypatch.setattr(store, "_publish", lambda *a: writes.append(real(*a)) or writes[-1])
     update_index(settings, Embedder())
     assert len(writes) == 1
 

@@ -22,13 +22,15 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import io
 import json
 import os
 import re
 import shutil
+import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -184,8 +186,9 @@ def load_index(index_dir: Path) -> StoredIndex:
                 REBUILD,
             )
     try:
-        index = faiss.deserialize_index(np.frombuffer(data["faiss.index"] or b"", dtype=np.uint8))
-        lines = (data["chunks.jsonl"] or b"").decode("utf-8").splitlines()
+        index = faiss.deserialize_index(np.frombuffer(data.pop("faiss.index") or b"", dtype=np.uint8))
+        # Line by line from the bytes: no decoded copy of the whole file, no list of all its lines.
+        lines = io.BytesIO(data.pop("chunks.jsonl") or b"")
         chunks = [Chunk.from_dict(json.loads(line)) for line in lines if line.strip()]
     except (RuntimeError, UnicodeDecodeError, json.JSONDecodeError, TypeError) as exc:
         raise IndexStateError(f"could not read the index in {version} ({exc})", REBUILD) from None
@@ -195,28 +198,34 @@ def load_index(index_dir: Path) -> StoredIndex:
             f" for {len(chunks)} chunks of dimension {manifest['dim']}",
             "run `docqa index --rebuild`",
         )
-    vectors = index.reconstruct_n(0, index.ntotal) if index.ntotal else np.zeros((0, index.d), np.float32)
-    return StoredIndex(chunks, np.ascontiguousarray(vectors, dtype=np.float32), index, manifest, version)
+    # The index's own rows, not a copy: a 100k-chunk index holds its 154 MB of vectors once.
+    return StoredIndex(chunks, _rows_of(index), index, manifest, version)
 
 
 def write_index(index_dir: Path, chunks: list[Chunk], vectors: np.ndarray, manifest: dict[str, Any]) -> Path:
     """Write a new version and make it live atomically. Returns the version folder."""
-    import faiss
-
     if len(chunks) != len(vectors):
         raise ValueError(f"{len(chunks)} chunks but {len(vectors)} vectors")
+
+    def fill(tmp: Path) -> None:
+        flat = _flat_index(int(manifest["dim"]), len(vectors))
+        _rows_of(flat)[:] = vectors
+        _write_faiss(flat, tmp)
+        with (tmp / "chunks.jsonl").open("wb") as fh:
+            fh.writelines(map(_chunk_line, chunks))
+
+    return _publish(index_dir, fill, manifest)
+
+
+def _publish(index_dir: Path, fill: Callable[[Path], None], manifest: dict[str, Any]) -> Path:
+    """Make a new version live atomically: `fill(folder)` writes its FILES, this adds the manifest
+    with their checksums, fsyncs, and points CURRENT at it. Returns the version folder."""
     index_dir.mkdir(parents=True, exist_ok=True)
     version = index_dir / f"v-{time.strftime('%Y%m%d%H%M%S')}-{uuid.uuid4().hex[:6]}"
     tmp = index_dir / f".tmp-{version.name}"
     tmp.mkdir()
     try:
-        flat = faiss.IndexFlatIP(int(manifest["dim"]))
-        if len(vectors):
-            flat.add(np.ascontiguousarray(vectors, dtype=np.float32))
-        faiss.write_index(flat, str(tmp / "faiss.index"))
-        with (tmp / "chunks.jsonl").open("w", encoding="utf-8") as fh:
-            for chunk in chunks:
-                fh.write(json.dumps(chunk.to_dict(), ensure_ascii=False) + "\n")
+        fill(tmp)
         manifest = {**manifest, "format": FORMAT_VERSION, "checksums": {n: sha256_file(tmp / n) for n in FILES}}
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False), encoding="utf-8")
         (tmp / READERS).touch()  # readers lock it while loading this version (see `_reading`)
@@ -234,6 +243,109 @@ def write_index(index_dir: Path, chunks: list[Chunk], vectors: np.ndarray, manif
         raise
     clean(index_dir, keep=version.name)
     return version
+
+
+def _chunk_line(chunk: Chunk) -> bytes:
+    return (json.dumps(chunk.to_dict(), ensure_ascii=False) + "\n").encode("utf-8")
+
+
+def _flat_index(dim: int, rows: int) -> Any:
+    """An empty-valued flat index with room for exactly `rows` vectors, filled through `_rows_of`.
+
+    Sized once, so writing n vectors holds n vectors: `IndexFlat.add` per batch grows its buffer by
+    doubling (briefly old + new), and adding one big array holds that array and the copy.
+    """
+    import faiss
+
+    flat = faiss.IndexFlatIP(dim)
+    if rows:
+        flat.codes.resize(rows * dim * 4)  # what IndexFlatCodes.add does before copying rows in
+        flat.ntotal = rows
+    return flat
+
+
+def _rows_of(flat: Any) -> np.ndarray:
+    """The (ntotal, d) float32 rows of a flat index, as a view of its own buffer (no copy).
+
+    The view keeps `flat` alive (through `_Buffer`), so it stays valid however long it is held.
+    """
+    import faiss
+
+    n, d = int(flat.ntotal), int(flat.d)
+    if not n:
+        return np.zeros((0, d), np.float32)
+    if not isinstance(flat, faiss.IndexFlat):  # docqa writes only flat indexes; anything else is copied out
+        return np.ascontiguousarray(flat.reconstruct_n(0, n), dtype=np.float32)
+    raw = faiss.rev_swig_ptr(flat.codes.data(), n * d * 4)
+    return np.asarray(_Buffer(flat, raw)).view(np.float32).reshape(n, d)
+
+
+class _Buffer:
+    """Exposes a faiss-owned byte buffer to numpy while holding the index that owns it."""
+
+    def __init__(self, owner: Any, raw: np.ndarray) -> None:
+        self.owner = owner
+        self.__array_interface__ = raw.__array_interface__
+
+
+def _write_faiss(flat: Any, folder: Path) -> None:
+    import faiss
+
+    faiss.write_index(flat, str(folder / "faiss.index"))
+
+
+class Spool:
+    """What an update has put so far, on disk instead of in memory: chunk lines and float32 rows in
+    two unnamed temporary files in the index folder, which the OS deletes when they are closed or
+    the writer dies (even by kill -9). Each version written copies them, so a 100k-chunk update
+    holds its vectors once, while writing, and never all the chunk texts.
+    """
+
+    def __init__(self, folder: Path, dim: int) -> None:
+        self.dim, self.rows = dim, 0
+        self.chunks = tempfile.TemporaryFile(dir=folder)
+        self.vectors = tempfile.TemporaryFile(dir=folder)
+
+    def add(self, chunks: list[Chunk], vectors: np.ndarray) -> None:
+        if len(chunks) != len(vectors):
+            raise ValueError(f"{len(chunks)} chunks but {len(vectors)} vectors")
+        self.chunks.writelines(map(_chunk_line, chunks))
+        self.vectors.write(np.ascontiguousarray(vectors, dtype=np.float32).tobytes())
+        self.rows += len(chunks)
+
+    def write_version(
+        self, index_dir: Path, manifest: dict[str, Any], more: StoredIndex | None, rows: list[int]
+    ) -> Path:
+        """A version holding the spooled chunks, then rows `rows` of `more` (a loaded index)."""
+
+        def fill(tmp: Path) -> None:
+            flat = _flat_index(self.dim, self.rows + len(rows))
+            if flat.ntotal:
+                view = _rows_of(flat)
+                self.vectors.flush()
+                self.vectors.seek(0)
+                for start in range(0, self.rows, 4096):  # straight into the index's buffer
+                    part = view[start : min(start + 4096, self.rows)]
+                    if self.vectors.readinto(memoryview(part).cast("B")) != part.nbytes:
+                        raise OSError(f"the spooled vectors in {index_dir} are short")
+                if rows:
+                    assert more is not None
+                    np.take(more.vectors, rows, axis=0, out=view[self.rows :])
+            _write_faiss(flat, tmp)
+            self.chunks.flush()
+            self.chunks.seek(0)
+            with (tmp / "chunks.jsonl").open("wb") as fh:
+                shutil.copyfileobj(self.chunks, fh, 1 << 20)
+                if more is not None:
+                    fh.writelines(_chunk_line(more.chunks[i]) for i in rows)
+            self.chunks.seek(0, os.SEEK_END)
+            self.vectors.seek(0, os.SEEK_END)
+
+        return _publish(index_dir, fill, manifest)
+
+    def close(self) -> None:
+        self.chunks.close()
+        self.vectors.close()
 
 
 def clean(index_dir: Path, keep: str | None = None) -> list[str]:
@@ -352,8 +464,7 @@ class FaissStore:
         self._bm25: BM25 | None = None
         self._manifest: Manifest | None = None
         self._rows: dict[str, list[int]] = {}  # source -> its rows in `loaded`, while updating
-        self._chunks: list[Chunk] = []
-        self._vectors: list[np.ndarray] = []
+        self._spool: Spool | None = None  # the chunks and vectors kept and put since `begin`
         self._handled: set[str] = set()  # sources kept or put since `begin`
         self._last_write = 0.0  # time.monotonic() of `begin` or the last checkpoint
         self._write_s = 0.0  # how long the last checkpoint took to write
@@ -363,13 +474,13 @@ class FaissStore:
     def from_index(cls, loaded: StoredIndex) -> FaissStore:
         """A store over an index already in memory (benchmarks build one without writing it)."""
         store = cls(loaded.path, loaded)
-        store._bm25 = BM25([c.search_text for c in loaded.chunks])
+        store._bm25 = BM25(c.search_text for c in loaded.chunks)
         return store
 
     def open(self) -> Manifest:
         self.loaded = load_index(self.index_dir)
         self._manifest = Manifest.from_dict(self.loaded.manifest, str(self.loaded.path))
-        self._bm25 = BM25([c.search_text for c in self.loaded.chunks])  # built once, before any query
+        self._bm25 = BM25(c.search_text for c in self.loaded.chunks)  # built once, before any query
         return self._manifest
 
     @property
@@ -435,20 +546,21 @@ class FaissStore:
         self._rows = {}
         for row, chunk in enumerate(self.loaded.chunks if self.loaded else ()):
             self._rows.setdefault(chunk.source, []).append(row)
-        self._chunks, self._vectors = [], []
+        if self._spool is not None:
+            self._spool.close()
+        self._spool = Spool(self.index_dir, wanted.dim)
         self._handled = set()
         self._last_write, self._write_s = time.monotonic(), 0.0
 
     def keep(self, source: str) -> None:
-        assert self.loaded is not None
+        assert self.loaded is not None and self._spool is not None
         rows = self._rows.get(source, [])
-        self._chunks.extend(self.loaded.chunks[i] for i in rows)
-        self._vectors.append(self.loaded.vectors[rows])
+        self._spool.add([self.loaded.chunks[i] for i in rows], self.loaded.vectors[rows])
         self._handled.add(source)
 
     def put(self, source: str, chunks: list[Chunk], vectors: np.ndarray) -> None:
-        self._chunks.extend(chunks)
-        self._vectors.append(vectors)
+        assert self._spool is not None, "begin() first"
+        self._spool.add(chunks, vectors)
         self._handled.add(source)
 
     def remove(self, sources: list[str]) -> None:
@@ -458,27 +570,26 @@ class FaissStore:
         """Write a checkpoint version when one is due: what was kept and put so far, plus the old
         index's files not handled yet, unchanged; `manifest` lists the former, the old one the latter.
         """
+        assert self._spool is not None, "begin() first"
         since = time.monotonic() - self._last_write
         if since < max(CHECKPOINT_S, CHECKPOINT_COST * self._write_s):
             return
         started = time.monotonic()
-        chunks, vectors = list(self._chunks), list(self._vectors)
-        files = dict(manifest.files)
+        files, rows = dict(manifest.files), []
         if self.loaded is not None:
             old_files = self.loaded.manifest.get("files", {})
             rest = [s for s in self._rows if s not in self._handled and s in old_files]
             rows = [i for s in rest for i in self._rows[s]]
-            chunks.extend(self.loaded.chunks[i] for i in rows)
-            vectors.append(self.loaded.vectors[rows])
             files.update((s, old_files[s]) for s in rest)
-        checkpoint = replace(manifest, files=dict(sorted(files.items())), chunk_count=len(chunks))
-        self._write(chunks, vectors, checkpoint)
+        checkpoint = replace(manifest, files=dict(sorted(files.items())), chunk_count=self._spool.rows + len(rows))
+        self._spool.write_version(self.index_dir, checkpoint.to_dict(), self.loaded, rows)
         self._last_write = time.monotonic()
         self._write_s = self._last_write - started
 
     def commit(self, manifest: Manifest) -> None:
-        self._write(self._chunks, self._vectors, manifest)
-
-    def _write(self, chunks: list[Chunk], vectors: list[np.ndarray], manifest: Manifest) -> None:
-        rows = np.concatenate(vectors) if chunks else np.zeros((0, manifest.dim), np.float32)
-        write_index(self.index_dir, chunks, rows, manifest.to_dict())
+        assert self._spool is not None, "begin() first"
+        try:
+            self._spool.write_version(self.index_dir, manifest.to_dict(), None, [])
+        finally:
+            self._spool.close()
+            self._spool = None
