@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import math
 import re
+from array import array
 from collections import Counter
+from collections.abc import Iterable
 from functools import lru_cache
 
 import numpy as np
@@ -54,25 +56,41 @@ def idf(n_docs: int, df: int) -> float:
 
 
 class BM25:
-    def __init__(self, texts: list[str], k1: float = K1, b: float = B) -> None:
+    """Okapi BM25 over `texts`, read one at a time (a generator is fine).
+
+    The postings are built without holding every text's term counts at once: one flat array of
+    (term, document, frequency) per occurrence, 12 bytes each, sorted by term once at the end; each
+    term's postings are slices of two shared arrays (int32 document ids, float32 frequencies).
+    """
+
+    def __init__(self, texts: Iterable[str], k1: float = K1, b: float = B) -> None:
         self.k1, self.b = k1, b
-        docs = [Counter(tokenize(t)) for t in texts]
-        self.doc_len = np.array([sum(d.values()) for d in docs], dtype=np.float32)
-        self.avg_len = float(self.doc_len.mean()) if len(docs) else 0.0
-        # term -> (doc indices, term frequencies): a small inverted index, so a query touches only
-        # the documents that contain its terms.
-        postings: dict[str, tuple[list[int], list[int]]] = {}
-        for i, counts in enumerate(docs):
+        term_ids: dict[str, int] = {}
+        terms, docs, freqs, lengths = array("i"), array("i"), array("f"), array("f")
+        n = 0
+        for n, text in enumerate(texts, start=1):
+            counts = Counter(tokenize(text))
+            lengths.append(sum(counts.values()))
             for term, tf in counts.items():
-                ids, tfs = postings.setdefault(term, ([], []))
-                ids.append(i)
-                tfs.append(tf)
-        n = len(docs)
-        self.postings = {
-            term: (np.array(ids, dtype=np.int64), np.array(tfs, dtype=np.float32))
-            for term, (ids, tfs) in postings.items()
-        }
-        self.idf = {term: idf(n, len(ids)) for term, (ids, _) in self.postings.items()}
+                terms.append(term_ids.setdefault(term, len(term_ids)))
+                docs.append(n - 1)
+                freqs.append(tf)
+        self.doc_len = np.frombuffer(lengths, dtype=np.float32).copy()
+        self.avg_len = float(self.doc_len.mean()) if n else 0.0
+        term_of = np.frombuffer(terms, dtype=np.int32)
+        df = np.bincount(term_of, minlength=len(term_ids))  # documents per term
+        order = np.argsort(term_of, kind="stable")  # grouped by term, documents ascending
+        del term_of, terms
+        ids = np.frombuffer(docs, dtype=np.int32)[order]
+        tfs = np.frombuffer(freqs, dtype=np.float32)[order]
+        del order, docs, freqs
+        bounds = np.concatenate(([0], np.cumsum(df))).tolist()
+        self.postings: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self.idf: dict[str, float] = {}
+        for term, t in term_ids.items():
+            a, z = bounds[t], bounds[t + 1]
+            self.postings[term] = (ids[a:z], tfs[a:z])
+            self.idf[term] = idf(n, z - a)
         self.size = n
 
     def scores(self, query: str) -> np.ndarray:
