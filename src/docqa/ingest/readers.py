@@ -10,7 +10,10 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-SUPPORTED = {".txt", ".md", ".markdown", ".pdf", ".html", ".htm", ".docx", ".pptx", ".xlsx", ".csv", ".epub", ".eml"}
+SUPPORTED = {
+    ".txt", ".md", ".markdown", ".pdf", ".html", ".htm", ".docx", ".pptx", ".xlsx", ".csv", ".epub", ".eml",
+    ".png", ".jpg", ".jpeg", ".tif", ".tiff",
+}  # fmt: skip
 
 
 class UnreadableFile(Exception):
@@ -100,6 +103,10 @@ def read_document(path: Path, pdf_timeout_s: float = 60.0) -> Document:
         from docqa.ingest.formats import read_format  # formats.py imports this module
 
         doc = read_format(path)
+    elif suffix in {".png", ".jpg", ".jpeg", ".tif", ".tiff"}:
+        from docqa.ingest.ocr import read_image  # ocr.py imports this module
+
+        doc = read_image(path)
     else:
         text, warnings = decode_text(path.read_bytes())
         if suffix in {".html", ".htm"}:
