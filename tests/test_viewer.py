@@ -238,3 +238,36 @@ def test_unrenderable_page_still_shows_the_text(tmp_path: Path):
     html = Viewer(docs).html(chunk)
     assert "could not render page 9" in html and "the PDF has 2 pages" in html
     assert "Hani terraces" in marked(html)
+
+
+# --- the web page's side: markers and cards name their chunk, and the handler finds it ---------------
+
+
+def test_markers_and_cards_carry_their_chunk_for_the_viewer(md):
+    from docqa.serve import render
+    from docqa.types import Answer, Citation, Passage
+
+    docs, path = md
+    chunk = chunk_with(chunks_of(path, docs), "harvest begins")
+    passage = Passage(1, chunk, 0.9)
+    answer = Answer("q", "It begins in March [1].", False, [Citation(passage)], [passage], {}, "fake")
+    assert f'class="cite chunk-{chunk.id}" href="#src-1"' in render.answer_html(answer)
+    assert f'class="src-card cited chunk-{chunk.id}" id="src-1"' in render.sources_html(answer)
+    odd = Passage(1, Chunk('x" onclick="alert(1)', "tea.md", "t", 0, 1), 0.9)
+    odd_answer = Answer("q", "It begins [1].", False, [Citation(odd)], [odd], {}, "fake")
+    assert "onclick" not in render.answer_html(odd_answer) and "onclick" not in render.sources_html(odd_answer)
+
+
+def test_view_handler_opens_passages_of_this_conversation_only(make_pipeline):
+    from types import SimpleNamespace
+
+    from docqa.serve import web
+
+    handlers = web.Handlers(web.Pipelines(make_pipeline("The harvest begins in March [1].")))
+    *_, (_, _, history) = handlers.respond("When does the tea harvest begin?", [], "default", 4, 160)
+    cited = history[-1].citations[0].passage.chunk
+    html = handlers.view(history, SimpleNamespace(_data={"chunk": cited.id}))
+    assert "harvest begins in March" in marked(html) and "yunnan.txt" in html
+    assert "not in this conversation" in handlers.view(history, SimpleNamespace(_data={"chunk": "0" * 16}))
+    assert "not in this conversation" in handlers.view([], SimpleNamespace(_data={"chunk": cited.id}))
+    assert "not in this conversation" in handlers.view(history, SimpleNamespace(_data="junk"))
