@@ -147,3 +147,18 @@ def test_a_damaged_pdf_is_reported(tmp_path: Path):
     (tmp_path / "bad.pdf").write_bytes(b"%PDF-1.4\nnot really a pdf")
     with pytest.raises(UnreadableFile, match="could not open the PDF to read its scanned pages"):
         ocr.ocr_pdf_pages(tmp_path / "bad.pdf", [1])
+
+
+def test_indexing_a_scan_shows_ocr_progress_per_page(settings, embedder, docs: Path):
+    from docqa.ingest.indexer import update_index
+
+    draw([(60, 80, "Page one is about the harbour.")]).save(
+        docs / "scan.tif", save_all=True, append_images=[draw([(60, 80, SENTENCE)])]
+    )
+    statuses: list[str] = []
+    report = update_index(settings, embedder, progress=lambda done, total, message: statuses.append(message))
+    assert "scan.tif" in report.added and not report.failed
+    ocr_statuses = [s for s in statuses if "OCR" in s]
+    # The status `docqa index` shows next to its bar: the file being read, then the page being OCRed.
+    assert any("(reading scan.tif: OCR page 2/2 of scan.tif" in s for s in ocr_statuses), statuses
+    assert any("reading scan.tif: OCR of scan.tif: 2 pages in" in s and "pages/s)" in s for s in ocr_statuses)

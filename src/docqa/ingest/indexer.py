@@ -24,6 +24,7 @@ import numpy as np
 from docqa.errors import DocsError, IndexStateError
 from docqa.ingest.chunking import chunk_document
 from docqa.ingest.embeddings import Embedder
+from docqa.ingest.ocr import ocr_progress
 from docqa.ingest.readers import SUPPORTED, UnreadableFile, read_document
 from docqa.settings import Settings
 from docqa.stores import Store, open_store
@@ -192,8 +193,14 @@ def scan_files(
             report.unchanged.append(source)
             yield ScannedFile(position, source, previous, None)
             continue
+
+        # A scan is read by OCR at a few seconds a page: show each page ("OCR page 3/12 of scan.pdf").
+        def ocr_status(message: str, position: int = position, source: str = source) -> None:
+            progress(position, len(files), f"reading {source[-60:]}: {message}")
+
         try:
-            doc = read_document(path, settings.pdf_timeout_s)
+            with ocr_progress(ocr_status):
+                doc = read_document(path, settings.pdf_timeout_s)
         except UnreadableFile as exc:
             report.failed.append(FileProblem(source, str(exc)))
             continue
