@@ -162,3 +162,16 @@ def test_indexing_a_scan_shows_ocr_progress_per_page(settings, embedder, docs: P
     # The status `docqa index` shows next to its bar: the file being read, then the page being OCRed.
     assert any("(reading scan.tif: OCR page 2/2 of scan.tif" in s for s in ocr_statuses), statuses
     assert any("reading scan.tif: OCR of scan.tif: 2 pages in" in s and "pages/s)" in s for s in ocr_statuses)
+
+
+def test_an_engine_that_cannot_load_is_reported_with_the_fix(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    import rapidocr_onnxruntime
+
+    def broken(**kwargs):
+        raise FileNotFoundError("ch_PP-OCRv4_det_infer.onnx does not exist")
+
+    monkeypatch.setattr(ocr, "_engine", None)  # restored after the test, with the real engine
+    monkeypatch.setattr(rapidocr_onnxruntime, "RapidOCR", broken)
+    draw([(60, 80, SENTENCE)]).save(tmp_path / "a.png")
+    with pytest.raises(UnreadableFile, match=r"OCR engine could not load \(FileNotFoundError: .*reinstall"):
+        read_document(tmp_path / "a.png")

@@ -67,14 +67,24 @@ def _get_engine() -> Any:
             started = time.perf_counter()
             # RapidOCR's loggers print at DEBUG level through their own handlers; only errors matter
             # here. get_logger is cached, so setting the level now sticks when the engine asks again.
-            from rapidocr_onnxruntime.utils.logger import get_logger
+            try:
+                from rapidocr_onnxruntime.utils.logger import get_logger
 
-            for name in ("RapidOCR", "OrtInferSession"):
-                get_logger(name).setLevel(logging.ERROR)
-            from rapidocr_onnxruntime import RapidOCR
+                for name in ("RapidOCR", "OrtInferSession"):
+                    get_logger(name).setLevel(logging.ERROR)
+                from rapidocr_onnxruntime import RapidOCR
 
-            # The default config points at the models inside the package: nothing is fetched.
-            engine = RapidOCR(print_verbose=False)
+                # The default config points at the models inside the package: nothing is fetched.
+                engine = RapidOCR(print_verbose=False)
+            except ImportError as exc:
+                raise UnreadableFile(
+                    f"OCR needs rapidocr-onnxruntime ({exc}); install it: pip install rapidocr-onnxruntime"
+                ) from None
+            except Exception as exc:  # noqa: BLE001 - a missing or damaged model file, an onnxruntime error
+                raise UnreadableFile(
+                    f"the OCR engine could not load ({exc.__class__.__name__}: {exc});"
+                    " reinstall it: pip install --force-reinstall rapidocr-onnxruntime"
+                ) from None
             _restore_spaces(engine)
             _engine = engine
             log.info("OCR engine loaded in %.1f s", time.perf_counter() - started)
