@@ -45,6 +45,21 @@ def ruled_table(x: float, top: float, widths: list[float], rows: list[list[str]]
     return "".join(ops)
 
 
+def open_table(x: float, top: float, widths: list[float], rows: list[list[str]], row_h: float = 14) -> str:
+    """A table in the LaTeX booktabs style: rules above and below the header and at the bottom, no
+    vertical lines, so the columns show only as the space between them."""
+    right = x + sum(widths)
+    bottom = top - row_h * len(rows) - 4
+    ops = [rule(x, top, right, top), rule(x, top - row_h - 2, right, top - row_h - 2), rule(x, bottom, right, bottom)]
+    for r, row in enumerate(rows):
+        left = x
+        for w, cell in zip(widths, row, strict=False):
+            if cell:
+                ops.append(text(left + 5, top - (r + 1) * row_h + (1 if r == 0 else -1), cell))
+            left += w
+    return "".join(ops)
+
+
 def make_pdf(pages: list[str]) -> bytes:
     """A valid PDF whose pages have the given content streams (Helvetica as /F1)."""
     objects: list[bytes | None] = [b"<< /Type /Catalog /Pages 2 0 R >>", None]

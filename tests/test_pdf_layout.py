@@ -40,6 +40,18 @@ def test_borderless_pairs_stay_on_their_rows(tmp_path: Path):
     assert doc.text.splitlines() == [f"{a} {b}" for a, b in pairs]
 
 
+def test_definition_list_stays_on_its_rows(tmp_path: Path):
+    """Short terms beside long descriptions (a manual's function list) are rows, not two columns."""
+    terms = [("log(x)", "log x, natural logarithm of x"), ("log10(x)", "log10 x, common (decimal) logarithm of x")]
+    terms += [("max(x1, x2, ..., xn)", "the largest of values x1, x2, ..., xn")]
+    terms += [("min(x1, x2, ..., xn)", "the smallest of values x1, x2, ..., xn")]
+    ops = "".join(
+        pdfgen.text(72, 700 - 14 * n, a) + pdfgen.text(200, 700 - 14 * n, b) for n, (a, b) in enumerate(terms)
+    )
+    doc = read(tmp_path, pdfgen.make_pdf([ops]))
+    assert doc.text.splitlines() == [f"{a} {b}" for a, b in terms]
+
+
 def test_table_cell_comes_with_its_header_page_and_box(tmp_path: Path):
     doc = read(tmp_path, pdfgen.table_pages())
     rows = [f"Region: {r}; Year: {y}; Sales: {s}" for r, y, s in pdfgen.TABLE[1:]]
@@ -57,6 +69,41 @@ def test_table_cell_comes_with_its_header_page_and_box(tmp_path: Path):
     x0, y0, x1, y1 = box[3:]
     assert x0 == pytest.approx(72 / 612, abs=0.01) and x1 == pytest.approx(352 / 612, abs=0.01)
     assert y0 == pytest.approx((792 - 624) / 792, abs=0.01) and y1 == pytest.approx((792 - 606) / 792, abs=0.01)
+
+
+def test_table_with_horizontal_rules_only(tmp_path: Path):
+    """A booktabs-style table (no vertical lines): columns from the space between them, a cell
+    left empty under its row's first column is skipped, and prose above and below stays prose."""
+    rows = [["Animal", "Description", "Price ($)"], ["Gnat", "per gram", "13.65"], ["", "each", "0.01"]]
+    rows += [["Armadillo", "frozen", "8.99"]]
+    ops = pdfgen.text(72, 700, "The prices of the animals we sell are listed in the table below, per unit.")
+    ops += pdfgen.open_table(150, 680, [90, 90, 70], rows)
+    ops += pdfgen.text(72, 600, "Prices are in dollars and were last revised in the spring of this year.")
+    doc = read(tmp_path, pdfgen.make_pdf([ops]))
+    assert doc.text.splitlines() == [
+        "The prices of the animals we sell are listed in the table below, per unit.",
+        "",
+        "Animal: Gnat; Description: per gram; Price ($): 13.65",
+        "",
+        "Description: each; Price ($): 0.01",
+        "",
+        "Animal: Armadillo; Description: frozen; Price ($): 8.99",
+        "",
+        "Prices are in dollars and were last revised in the spring of this year.",
+    ]
+
+
+def test_no_chunk_runs_across_a_page_break(tmp_path: Path):
+    """A chunk is cited by the page it starts on: the table rows on page 2 must be in chunks of page 2."""
+    from docqa.ingest.chunking import chunk_document
+
+    doc = read(tmp_path, pdfgen.table_pages(), "sales.pdf")
+    chunks = chunk_document(doc, "sales.pdf", lambda s: len(s.split()), max_tokens=400)
+    assert len(chunks) == 2  # one per page, though both pages would fit in one
+    for chunk in chunks:
+        assert doc.page_at(chunk.start) == doc.page_at(chunk.end - 1) == chunk.page
+    (row,) = [c for c in chunks if "Sales: 475" in c.text]
+    assert row.page == 2 and row.heading == "sales"  # no title: the file's name heads the page's section
 
 
 def test_running_header_and_page_numbers_are_left_out(tmp_path: Path):

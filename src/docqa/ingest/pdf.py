@@ -55,7 +55,7 @@ def read_pdf(path: Path, timeout_s: float = 60.0) -> Document:
         for number, lines in found.items():
             if 1 <= number <= len(pages):
                 pages[number - 1] = [(t, x0, y0, x1, y1, False) for t, x0, y0, x1, y1 in lines if t.strip()]
-    doc = build_document(pages, parsed["outline"], parsed["title"])
+    doc = build_document(pages, parsed["outline"], parsed["title"], Path(path).stem)
     if not doc.text.strip():
         if parsed["no_text"]:
             shown = ", ".join(str(n) for n in parsed["no_text"][:10])
@@ -80,8 +80,13 @@ def _ocr(path: Path, pages: list[int]) -> tuple[dict[int, list], str | None]:
         return {}, f"pages without text left out: OCR failed ({type(exc).__name__}: {exc})"
 
 
-def build_document(pages: list[list[Line]], outline: list[list], title: str | None) -> Document:
-    """The Document for pages of lines: pages apart by a blank line, a box per line, page marks."""
+def build_document(pages: list[list[Line]], outline: list[list], title: str | None, name: str = "") -> Document:
+    """The Document for pages of lines: pages apart by a blank line, a box per line, page marks.
+
+    Every page after the first starts a section under the heading in force (the title, else
+    `name`, when none is), so no chunk runs across a page break: a chunk is cited by the page it
+    starts on, and a table row at the top of page 2 must not be cited as page 1.
+    """
     text_parts: list[str] = []
     marks: list[tuple[int, int]] = []
     boxes: list[tuple[int, int, int, float, float, float, float]] = []
@@ -108,7 +113,14 @@ def build_document(pages: list[list[Line]], outline: list[list], title: str | No
         page_starts[number] = (start, "".join(text_parts)[start:])
     text = "".join(text_parts)
     entries = sorted(_place_outline(outline, page_starts))
-    return Document(text, headings=heading_paths(entries, sane_title(title)), pages=marks, boxes=boxes)
+    headings = heading_paths(entries, sane_title(title))
+    starts = {offset for offset, _ in headings}
+    for offset, _ in marks[1:]:
+        if offset not in starts:
+            in_force = [path for at, path in headings if at <= offset]
+            headings.append((offset, in_force[-1] if in_force else name))
+    headings.sort()
+    return Document(text, headings=headings, pages=marks, boxes=boxes)
 
 
 def _place_outline(outline: list[list], page_starts: dict[int, tuple[int, str]]) -> list[tuple[int, int, str]]:
@@ -262,14 +274,17 @@ def _gutter(items: list[_Item], free: list[tuple[float, float]], min_gap: float)
     for a, b in sorted(inner, key=lambda g: g[0] - g[1]):
         left = [i for i in items if i.x1 <= a]
         right = [i for i in items if i.x0 >= b]
-        if len(left) < 2 or len(right) < 2:
+        if len(left) < 3 or len(right) < 3:
             continue
-        # Columns of prose have long lines; table columns (short cells) are read row by row.
-        width = x1 - x0
-        if (
-            _median([i.x1 - i.x0 for i in left]) >= 0.25 * width
-            and _median([i.x1 - i.x0 for i in right]) >= 0.25 * width
-        ):
+        # Columns of prose are about as wide as each other and their lines fill them up to the
+        # gutter; a table without rules or a definition list (terms beside descriptions) is not.
+        extents = [max(i.x1 for i in side) - min(i.x0 for i in side) for side in (left, right)]
+        if min(extents) < 0.5 * max(extents) or min(extents) < 0.25 * (x1 - x0):
+            continue
+        right_edge = max(i.x1 for i in right)
+        short_left = _median([a - i.x1 for i in left]) > 0.15 * extents[0]
+        short_right = _median([right_edge - i.x1 for i in right]) > 0.15 * extents[1]
+        if not short_left and not short_right:
             return a, b
     return None
 
@@ -388,7 +403,7 @@ def _tables(edges: list[dict], words: list) -> list[_Item]:
 
     from docqa.ingest.formats import table_lines
 
-    if len(edges) < 4:
+    if len(edges) < 3:
         return []
     merged = merge_edges(edges, 3, 3, 3, 3)
     cells_per_table = cells_to_tables(intersections_to_cells(edges_to_intersections(merged, 3, 3)))
@@ -398,26 +413,123 @@ def _tables(edges: list[dict], words: list) -> list[_Item]:
         lefts = sorted({round(c[0]) for c in cells})
         if len(tops) < 2 or len(lefts) < 2:
             continue
-        grid = [[""] * len(lefts) for _ in tops]
+        grid: list[list[list]] = [[[] for _ in lefts] for _ in tops]
         row_boxes: list[list[float]] = [[math.inf, math.inf, -math.inf, -math.inf] for _ in tops]
         for x0, top, x1, bottom in cells:
             inside = [w for w in words if x0 <= (w[1] + w[3]) / 2 <= x1 and top <= (w[2] + w[4]) / 2 <= bottom]
-            inside.sort(key=lambda w: (round(w[4] / max(w[5], 1.0)), w[1]))
             r, c = tops.index(round(top)), lefts.index(round(x0))
-            grid[r][c] = " ".join(w[0] for w in inside)
+            grid[r][c] = inside
             box = row_boxes[r]
             box[:] = [min(box[0], x0), min(box[1], top), max(box[2], x1), max(box[3], bottom)]
-        filled = [k for k, row in enumerate(grid) if any(row)]
+        rows: list[tuple[list[str], tuple[float, float, float, float]]] = []
+        for row, box in zip(grid, row_boxes, strict=True):
+            rows.extend(_split_row(row, box))
+        filled = [row for row in rows if any(row[0])]
         if not filled:
             continue
-        header = grid[filled[0]]
-        lines = []
-        for k in filled[1:]:
-            lines.append((table_lines([header, grid[k]])[0], *row_boxes[k]))
+        header = filled[0][0]
+        lines = [(table_lines([header, cells_])[0], *box) for cells_, box in filled[1:]]
         if not lines:
-            lines = [(table_lines([header])[0], *row_boxes[filled[0]])]
+            lines = [(table_lines([header])[0], *filled[0][1])]
         x0, top = min(c[0] for c in cells), min(c[1] for c in cells)
         x1, bottom = max(c[2] for c in cells), max(c[3] for c in cells)
+        items.append(_Item(x0, top, x1, bottom, -1.0, lines))
+    return items + _open_tables(merged, words, items)
+
+
+def _split_row(row: list[list], box: list[float]) -> list[tuple[list[str], tuple[float, float, float, float]]]:
+    """A ruled row as cell texts; a row whose cells hold several lines each (a table ruled only
+    between columns and under its header) becomes one row per line."""
+    baselines: list[float] = []
+    for w in sorted((w for cell in row for w in cell), key=lambda w: w[4]):
+        if not baselines or w[4] - baselines[-1] > 0.4 * w[5]:
+            baselines.append(w[4])
+
+    def line_of(w) -> int:
+        return min(range(len(baselines)), key=lambda k: abs(baselines[k] - w[4]))
+
+    def text(words: list) -> str:
+        return " ".join(w[0] for w in sorted(words, key=lambda w: (line_of(w), w[1])))
+
+    counts = [len({line_of(w) for w in cell}) for cell in row]
+    if len(baselines) < 2 or sum(1 for n in counts if n == len(baselines)) < 2:
+        return [([text(cell) for cell in row], (box[0], box[1], box[2], box[3]))]
+    out = []
+    for k in range(len(baselines)):
+        parts = [[w for w in cell if line_of(w) == k] for cell in row]
+        ws = [w for part in parts for w in part]
+        out.append(([text(p) for p in parts], (box[0], min(w[2] for w in ws), box[2], max(w[4] for w in ws))))
+    return out
+
+
+def _open_tables(edges: list[dict], words: list, ruled: list[_Item]) -> list[_Item]:
+    """Tables with horizontal rules only (LaTeX booktabs: a top rule, a rule under the header, a
+    bottom rule, no vertical lines): the columns are where no word of the body rows crosses."""
+    from docqa.ingest.formats import table_lines
+
+    rules = sorted((e for e in edges if e["orientation"] == "h" and e["width"] >= 30), key=lambda e: e["top"])
+    items: list[_Item] = []
+    used: set[int] = set()
+    for k, first in enumerate(rules):
+        if k in used:
+            continue
+        same = [
+            j
+            for j in range(k, len(rules))
+            if abs(rules[j]["x0"] - first["x0"]) <= 3 and abs(rules[j]["x1"] - first["x1"]) <= 3
+        ]
+        # Rules of one table are stacked close together; a gap of more than 300 pt ends the table.
+        run = [same[0]]
+        for j in same[1:]:
+            lo, hi = rules[run[-1]]["top"], rules[j]["top"]
+            wider = any(
+                lo < (w[2] + w[4]) / 2 < hi and not first["x0"] - 1 <= (w[1] + w[3]) / 2 <= first["x1"] + 1
+                for w in words
+            )
+            if hi - lo > 300 or wider:  # far apart, or prose wider than the table between them
+                break
+            run.append(j)
+        if len(run) < 3:
+            continue
+        x0, x1 = first["x0"], first["x1"]
+        top, bottom, header_end = rules[run[0]]["top"], rules[run[-1]]["top"], rules[run[1]]["top"]
+        if any(t.x0 < x1 and x0 < t.x1 and t.top < bottom and top < t.bottom for t in [*ruled, *items]):
+            continue
+        inside = [w for w in words if x0 - 1 <= (w[1] + w[3]) / 2 <= x1 + 1 and top < (w[2] + w[4]) / 2 < bottom]
+        rows: list[list] = []
+        for w in sorted(inside, key=lambda w: (w[4], w[1])):
+            if rows and abs(w[4] - rows[-1][0][4]) < 0.4 * w[5]:
+                rows[-1].append(w)
+            else:
+                rows.append([w])
+        head = [r for r in rows if r[0][4] < header_end]
+        body = [r for r in rows if r[0][4] >= header_end]
+        if not head or len(body) < 2:
+            continue
+        size = _median([w[5] for w in inside])
+        body_items = [_Item(w[1], w[2], w[3], w[4], w[5], []) for r in body for w in r]
+        cuts = [(a + b) / 2 for a, b in _gaps(body_items, x0, x1) if b - a >= 0.6 * size and a > x0 and b < x1]
+        if not cuts:
+            continue
+
+        def cells(row: list, cuts: list[float] = cuts) -> list[str]:
+            out = [""] * (len(cuts) + 1)
+            for w in sorted(row, key=lambda w: w[1]):
+                col = sum(1 for c in cuts if (w[1] + w[3]) / 2 > c)
+                out[col] = f"{out[col]} {w[0]}".strip()
+            return out
+
+        header = cells(head[-1])
+        for row in head[:-1]:  # a spanning heading above fills columns the last header row leaves empty
+            header = [h or c for h, c in zip(header, cells(row), strict=True)]
+        grid = [cells(r) for r in body]
+        if sum(1 for g in grid if sum(1 for c in g if c) >= 2) < len(grid) / 2:
+            continue  # prose between rules, not a table
+        lines = [
+            (table_lines([header, g])[0], x0, min(w[2] for w in r), x1, max(w[4] for w in r))
+            for g, r in zip(grid, body, strict=True)
+        ]
+        used.update(run)
         items.append(_Item(x0, top, x1, bottom, -1.0, lines))
     return items
 
