@@ -223,8 +223,12 @@ def start_servers(root: Path, max_new_tokens: int = 48, queue_size: int = 2) -> 
 
     Returns (url, short_queue_url, demos to close).
     """
+    return serve_apps(small_pipeline(root, max_new_tokens), queue_size)
+
+
+def small_pipeline(root: Path, max_new_tokens: int = 48) -> Any:
+    """The small profile's pipeline over a copy of the bundled docs in `root`, model loaded."""
     from docqa.answering.pipeline import Pipeline
-    from docqa.serve.web import build_app, launch
 
     docs = root / "docs"
     if not docs.exists():
@@ -234,6 +238,14 @@ def start_servers(root: Path, max_new_tokens: int = 48, queue_size: int = 2) -> 
     )
     pipeline = Pipeline.from_settings(settings)
     _ = pipeline.generator  # as `docqa serve` does: loaded before the first question
+    return pipeline
+
+
+def serve_apps(pipeline: Any, queue_size: int = 2) -> tuple[str, str, list]:
+    """The web app over `pipeline` twice: on its settings' port, and on another with a short queue."""
+    from docqa.serve.web import build_app, launch
+
+    settings = pipeline.settings
     demo = build_app(pipeline)
     url = launch(demo, settings, block=False, quiet=True)
     short = settings.model_copy(update={"queue_size": queue_size, "port": free_port()})
