@@ -59,8 +59,8 @@ class BM25:
     """Okapi BM25 over `texts`, read one at a time (a generator is fine).
 
     The postings are built without holding every text's term counts at once: one flat array of
-    (term, document, frequency) per occurrence, 12 bytes each, sorted by term once at the end; each
-    term's postings are slices of two shared arrays (int32 document ids, float32 frequencies).
+    (term, document, frequency) per occurrence, 12 bytes each, sorted by term once at the end. They
+    stay as two shared arrays (int32 document ids, float32 frequencies) cut by term at `bounds`.
     """
 
     def __init__(self, texts: Iterable[str], k1: float = K1, b: float = B) -> None:
@@ -84,14 +84,21 @@ class BM25:
         ids = np.frombuffer(docs, dtype=np.int32)[order]
         tfs = np.frombuffer(freqs, dtype=np.float32)[order]
         del order, docs, freqs
-        bounds = np.concatenate(([0], np.cumsum(df))).tolist()
-        self.postings: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-        self.idf: dict[str, float] = {}
-        for term, t in term_ids.items():
-            a, z = bounds[t], bounds[t + 1]
-            self.postings[term] = (ids[a:z], tfs[a:z])
-            self.idf[term] = idf(n, z - a)
+        # Per term only its number: a term's postings are ids/tfs[bounds[t]:bounds[t + 1]]. (A pair of
+        # array slices per term cost ~400 bytes each; a 100k-chunk index has ~200k terms.)
+        self.terms = term_ids
+        self.bounds = np.concatenate(([0], np.cumsum(df)))
+        self.idf = np.array([idf(n, int(d)) for d in df], dtype=np.float64)
+        self.ids, self.tfs = ids, tfs
         self.size = n
+
+    def postings(self, term: str) -> tuple[np.ndarray, np.ndarray] | None:
+        """The chunks holding `term` (ascending) and its frequency in each; None when none does."""
+        t = self.terms.get(term)
+        if t is None:
+            return None
+        a, z = self.bounds[t], self.bounds[t + 1]
+        return self.ids[a:z], self.tfs[a:z]
 
     def scores(self, query: str) -> np.ndarray:
         out = np.zeros(self.size, dtype=np.float32)
@@ -99,10 +106,12 @@ class BM25:
             return out
         norm = self.k1 * (1 - self.b + self.b * self.doc_len / max(self.avg_len, 1e-9))
         for term in set(tokenize(query)):
-            if term not in self.postings:
+            found = self.postings(term)
+            if found is None:
                 continue
-            ids, tfs = self.postings[term]
-            out[ids] += self.idf[term] * tfs * (self.k1 + 1) / (tfs + norm[ids])
+            ids, tfs = found
+            weight = float(self.idf[self.terms[term]])  # a Python float, as before: float32 arithmetic
+            out[ids] += weight * tfs * (self.k1 + 1) / (tfs + norm[ids])
         return out
 
     def top(self, query: str, k: int) -> list[tuple[int, float]]:
