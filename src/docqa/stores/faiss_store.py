@@ -12,9 +12,10 @@ A long update also writes checkpoint versions (every `CHECKPOINT_S` seconds at l
 interrupted `docqa index` keeps what it had embedded by its last checkpoint.
 
 Readers run beside a writer (the web app answers while it re-indexes). A reader resolves CURRENT
-once and reads that version's files whole, holding a shared flock on its `.readers` file; the
-writer prunes a superseded version only when it can take that lock exclusively, renaming the folder
-away first, so a reader either has the complete version or sees it gone and resolves CURRENT again.
+once and opens that version's files while holding a shared flock on its `.readers` file (an open
+file stays readable after its folder is removed, and a live version never changes); the writer
+prunes a superseded version only when it can take that lock exclusively, renaming the folder away
+first, so a reader either has the complete version or sees it gone and resolves CURRENT again.
 A version a reader still holds is left for the next writer to prune.
 """
 
@@ -22,7 +23,6 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
-import io
 import json
 import os
 import re
@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -111,28 +111,57 @@ def _reading(version: Path) -> Iterator[bool]:
         os.close(fd)
 
 
-def _read_version(index_dir: Path, names: tuple[str, ...]) -> tuple[Path, dict[str, bytes | None]] | None:
-    """The live version and the bytes of its files `names` (None: missing), all read from one
-    version; None when there is no index yet.
+def _open_version(index_dir: Path, names: tuple[str, ...]) -> tuple[Path, dict[str, BinaryIO | None]] | None:
+    """The live version and its files `names` opened for reading (None: missing), all from one
+    version; None when there is no index yet. The caller closes them.
 
-    Each file is read whole through one open handle, so checksums are computed on the very bytes
-    that are parsed. When a writer replaced and pruned the version while it was being read, CURRENT
-    is resolved again: a reader never mixes versions, and never reports a pruned one as corrupt.
+    The files are opened while the version's readers lock is held, so none is pruned meanwhile. An
+    open file stays readable after a writer prunes its version, and a live version's files never
+    change, so whatever is read through them later is that version. When a writer replaced and
+    pruned the version before it was opened, CURRENT is resolved again: a reader never mixes
+    versions, and never reports a pruned one as corrupt.
     """
     for _ in range(LOAD_TRIES):
         version = current_version(index_dir)
         if version is None:
             return None
-        data: dict[str, bytes | None] = {}
+        files: dict[str, BinaryIO | None] = {}
         with _reading(version) as there:
             for name in names:
                 try:
-                    data[name] = (version / name).read_bytes() if there else None
+                    files[name] = (version / name).open("rb") if there else None
                 except OSError:
-                    data[name] = None
-        if all(v is not None for v in data.values()) or current_version(index_dir) == version:
-            return version, data  # complete, or CURRENT still names what is missing: damage
+                    files[name] = None
+        if all(f is not None for f in files.values()) or current_version(index_dir) == version:
+            return version, files  # complete, or CURRENT still names what is missing: damage
+        _close(files)
     raise IndexStateError(f"the index in {index_dir} changed {LOAD_TRIES} times while it was being read", "try again")
+
+
+def _close(files: dict[str, BinaryIO | None]) -> None:
+    for fh in files.values():
+        if fh is not None:
+            fh.close()
+
+
+def _read_whole(fh: BinaryIO | None) -> bytes | None:
+    try:
+        return fh.read() if fh is not None else None
+    except OSError:
+        return None
+
+
+def _checksum(fh: BinaryIO) -> tuple[str, int] | None:
+    """sha256 and size of an open file, read in blocks (None: it can't be read); rewinds it."""
+    h, size = hashlib.sha256(), 0
+    try:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+            size += len(block)
+        fh.seek(0)
+    except OSError:
+        return None
+    return h.hexdigest(), size
 
 
 def _parse_manifest(version: Path, raw: bytes | None) -> dict[str, Any]:
@@ -149,22 +178,37 @@ def _parse_manifest(version: Path, raw: bytes | None) -> dict[str, Any]:
 
 def read_manifest(index_dir: Path) -> dict[str, Any] | None:
     """The live manifest, or None when there is no index yet."""
-    found = _read_version(index_dir, ("manifest.json",))
+    found = _open_version(index_dir, ("manifest.json",))
     if found is None:
         return None
-    version, data = found
-    return _parse_manifest(version, data["manifest.json"])
+    version, files = found
+    try:
+        return _parse_manifest(version, _read_whole(files["manifest.json"]))
+    finally:
+        _close(files)
 
 
 def load_index(index_dir: Path) -> StoredIndex:
-    """The live version, loaded whole into memory: later writes and prunes don't touch it."""
-    import faiss
+    """The live version, loaded whole into memory: later writes and prunes don't touch it.
 
-    found = _read_version(index_dir, ("manifest.json", *FILES))
+    Each file's checksum is checked before anything parses it (a damaged file never reaches FAISS);
+    then FAISS reads its file straight into the index and chunks.jsonl is parsed line by line, so
+    loading holds no copy of either file's bytes besides what it builds.
+    """
+    found = _open_version(index_dir, ("manifest.json", *FILES))
     if found is None:
         raise IndexStateError(f"no index in {index_dir}", "run `docqa index` to build it from your documents")
-    version, data = found
-    manifest = _parse_manifest(version, data["manifest.json"])
+    version, files = found
+    try:
+        return _load(index_dir, version, files)
+    finally:
+        _close(files)
+
+
+def _load(index_dir: Path, version: Path, files: dict[str, BinaryIO | None]) -> StoredIndex:
+    import faiss
+
+    manifest = _parse_manifest(version, _read_whole(files["manifest.json"]))
     if manifest.get("format") != FORMAT_VERSION:
         raise IndexStateError(
             f"the index in {index_dir} has format {manifest.get('format')}, this docqa reads {FORMAT_VERSION}",
@@ -176,21 +220,22 @@ def load_index(index_dir: Path) -> StoredIndex:
             f"the index manifest in {version} lacks its checksums or dimension", "run `docqa index --rebuild`"
         )
     for name in FILES:
-        raw = data[name]
-        if raw is None:
+        fh = files[name]
+        summed = _checksum(fh) if fh is not None else None
+        if fh is None or summed is None:
             raise IndexStateError(f"index file {version / name} is missing or corrupt (it is not there)", REBUILD)
-        if hashlib.sha256(raw).hexdigest() != checksums.get(name):
+        if summed[0] != checksums.get(name):
             raise IndexStateError(
-                f"index file {version / name} is corrupt (checksum mismatch: {len(raw)} bytes,"
+                f"index file {version / name} is corrupt (checksum mismatch: {summed[1]} bytes,"
                 " truncated or changed since it was written)",
                 REBUILD,
             )
+    index_file, chunk_file = files["faiss.index"], files["chunks.jsonl"]
+    assert index_file is not None and chunk_file is not None
     try:
-        index = faiss.deserialize_index(np.frombuffer(data.pop("faiss.index") or b"", dtype=np.uint8))
-        # Line by line from the bytes: no decoded copy of the whole file, no list of all its lines.
-        lines = io.BytesIO(data.pop("chunks.jsonl") or b"")
-        chunks = [Chunk.from_dict(json.loads(line)) for line in lines if line.strip()]
-    except (RuntimeError, UnicodeDecodeError, json.JSONDecodeError, TypeError) as exc:
+        index = faiss.read_index(faiss.PyCallbackIOReader(index_file.read, 1 << 20))
+        chunks = [Chunk.from_dict(json.loads(line)) for line in chunk_file if line.strip()]
+    except (RuntimeError, OSError, UnicodeDecodeError, json.JSONDecodeError, TypeError) as exc:
         raise IndexStateError(f"could not read the index in {version} ({exc})", REBUILD) from None
     if index.ntotal != len(chunks) or index.d != manifest["dim"]:
         raise IndexStateError(
