@@ -55,7 +55,8 @@ def read_pdf(path: Path, timeout_s: float = 60.0) -> Document:
         for number, lines in found.items():
             if 1 <= number <= len(pages):
                 pages[number - 1] = [(t, x0, y0, x1, y1, False) for t, x0, y0, x1, y1 in lines if t.strip()]
-    doc = build_document(pages, parsed["outline"], parsed["title"], Path(path).stem)
+    # After OCR, so a scanned page's running header goes too.
+    doc = build_document(drop_running_lines(pages), parsed["outline"], parsed["title"], Path(path).stem)
     if not doc.text.strip():
         if parsed["no_text"]:
             shown = ", ".join(str(n) for n in parsed["no_text"][:10])
@@ -642,7 +643,7 @@ def _pdf_pages(path: str, max_pages: int | None = None) -> dict:
         title = pdf.get_metadata_dict().get("Title") or None
     except Exception:  # noqa: BLE001 - damaged outlines fail in many ways
         outline, title = [], None
-    return {"pages": drop_running_lines(pages), "no_text": no_text, "outline": outline, "title": title}
+    return {"pages": pages, "no_text": no_text, "outline": outline, "title": title}
 
 
 def _draws_anything(page) -> bool:
