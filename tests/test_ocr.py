@@ -50,7 +50,7 @@ def test_reading_order_top_to_bottom_and_a_split_line_is_merged_left_to_right():
 
 def test_boxes_are_sorted_and_merged_whatever_order_the_engine_gives(monkeypatch: pytest.MonkeyPatch):
     class FakeEngine:  # pixel boxes as RapidOCR gives them: four corners, clockwise from top left
-        def __call__(self, image):
+        def __call__(self, image, **options):
             def box(x0, y0, x1, y1):
                 return [[x0, y0], [x1, y0], [x1, y1], [x0, y1]]
 
