@@ -85,7 +85,7 @@ class BM25:
         tfs = np.frombuffer(freqs, dtype=np.float32)[order]
         del order, docs, freqs
         # Per term only its number: a term's postings are ids/tfs[bounds[t]:bounds[t + 1]]. (A pair of
-        # array slices per term cost ~400 bytes each; a 100k-chunk index has ~200k terms.)
+        # array slices per term cost ~400 bytes each, and 11k chunks of bench/bigfolder.py's text have 68k terms.)
         self.terms = term_ids
         self.bounds = np.concatenate(([0], np.cumsum(df)))
         self.idf = np.array([idf(n, int(d)) for d in df], dtype=np.float64)
