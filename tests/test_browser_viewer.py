@@ -271,3 +271,17 @@ def test_citation_opens_the_pdf_page_with_the_lines_highlighted(server, browser:
     browser.save_screenshot(str(ARTIFACTS / "viewer-pdf.png"))
     assert browser.execute_script(EXTERNAL_IMAGES_JS) == []
     assert requests_outside(browser, server.url) == []
+
+
+def test_documents_tab_filters_by_path(server, browser: WebDriver):
+    browser.get(server.url)
+    wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#docqa-question textarea"), 30, "page did not load")
+    next(b for b in browser.find_elements(By.CSS_SELECTOR, "button[role=tab]") if b.text == "Documents").click()
+    table = lambda d: d.find_element(By.ID, "docqa-docs").text  # noqa: E731
+    wait(browser, lambda d: "rows 1–2 of 2" in table(d), 30, "the table did not list both files")
+    browser.find_element(By.CSS_SELECTOR, "#docqa-docs-filter textarea, #docqa-docs-filter input").send_keys("QUOKKA")
+    wait(browser, lambda d: "rows 1–1 of 1 matching 'QUOKKA'" in table(d), 30, "the filter did not apply")
+    assert "quokka-report.pdf" in table(browser) and "tea.md" not in table(browser)
+    browser.find_element(By.ID, "docqa-docs-next").click()  # one page only: Next stays on it
+    wait(browser, lambda d: "page 1 of 1" in table(d), 10, "paging left the only page")
+    browser.save_screenshot(str(ARTIFACTS / "viewer-documents-filter.png"))

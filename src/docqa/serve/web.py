@@ -819,16 +819,14 @@ def wire_documents(handlers: Handlers, demo: gr.Blocks, chat: ChatTab, docs: Doc
         api_visibility="private",
     )
     paged = [docs.table, docs.to_delete, docs.page]
-    docs.filter.input(
-        lambda query: handlers.documents_page(query, 1), docs.filter, paged, queue=False, api_visibility="private"
-    )
+    quiet: dict[str, Any] = dict(queue=False, show_progress="hidden", api_visibility="private")  # a few ms each
+    docs.filter.input(lambda query: handlers.documents_page(query, 1), docs.filter, paged, **quiet)
     for button, step in ((docs.prev, -1), (docs.next, 1)):
         button.click(
             lambda query, page, step=step: handlers.documents_page(query, page, step),
             [docs.filter, docs.page],
             paged,
-            queue=False,
-            api_visibility="private",
+            **quiet,
         )
     demo.load(handlers.conversation_list, None, chat.past, api_visibility="private")
 
