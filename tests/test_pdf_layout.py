@@ -138,6 +138,18 @@ def test_boxes_slice_whole_lines_on_their_pages(tmp_path: Path, make):
     assert covered == len(doc.text.replace("\n", ""))  # every character is in some box
 
 
+def test_text_drawn_at_size_one_and_scaled_by_its_matrix(tmp_path: Path):
+    """Many generators set "1 Tf" and scale with the text matrix: lines still get their drawn height."""
+    ops = "".join(
+        f"BT /F1 1 Tf 10 0 0 10 72 {y} Tm ({s}) Tj ET\n"
+        for y, s in [(700, "Scaled text on the first line."), (686, "And on the second line.")]
+    )
+    doc = read(tmp_path, pdfgen.make_pdf([ops]))
+    assert doc.text == "Scaled text on the first line.\nAnd on the second line."  # one paragraph
+    for _, _, _, _, y0, _, y1 in doc.boxes:
+        assert (y1 - y0) * 792 == pytest.approx(10, abs=2)
+
+
 def test_left_column_boxes_run_down_the_left_half(tmp_path: Path):
     doc = read(tmp_path, pdfgen.two_columns())
     boxes = {doc.text[b[0] : b[1]]: b for b in doc.boxes}

@@ -159,19 +159,26 @@ def _words(textpage, height: float, ox: float, oy: float) -> list[tuple[str, flo
     raw = textpage.raw
     left, right, bottom, top = (ctypes.c_double() for _ in range(4))
     loose = pdfium_c.FS_RECTF()
+    matrix = pdfium_c.FS_MATRIX()
     ox_, oy_ = ctypes.c_double(), ctypes.c_double()
     words: list = []
     cur: list = []  # [chars, x0, top, x1, bottom, size]
     for i in range(pdfium_c.FPDFText_CountChars(raw)):
         code = pdfium_c.FPDFText_GetUnicode(raw, i)
         ch = chr(code) if 0 < code < 0x110000 else ""
-        if not ch or ch.isspace() or ch in "\ufffe\uffff" or pdfium_c.FPDFText_IsGenerated(raw, i) == 1:
+        if ch in "\ufffe\x02":  # pdfium's mark for a hyphen that ends a line: keep the hyphen
+            ch = "-"
+        if not ch or ch.isspace() or ch == "\uffff" or pdfium_c.FPDFText_IsGenerated(raw, i) == 1:
             if cur:
                 words.append(cur)
                 cur = []
             continue
         pdfium_c.FPDFText_GetCharBox(raw, i, left, right, bottom, top)
         size = pdfium_c.FPDFText_GetFontSize(raw, i) or (top.value - bottom.value) or 10.0
+        # "1 Tf" scaled up by the text matrix is common: the size drawn is the font size times the
+        # matrix's vertical scale.
+        if pdfium_c.FPDFText_GetMatrix(raw, i, ctypes.byref(matrix)):
+            size *= math.hypot(matrix.c, matrix.d) or 1.0
         # The loose box spans the glyph's advance, so narrow letters ('I', 'l') don't leave gaps.
         if pdfium_c.FPDFText_GetLooseCharBox(raw, i, ctypes.byref(loose)):
             x0, x1 = min(left.value, loose.left) - ox, max(right.value, loose.right) - ox
@@ -183,12 +190,13 @@ def _words(textpage, height: float, ox: float, oy: float) -> list[tuple[str, flo
         else:
             base = height - (bottom.value - oy)
         t, b = base - 0.8 * size, base + 0.2 * size
-        if ch in "\u2010-\u2015" or not ch.isprintable():
-            ch = "-" if ch != "\u00ad" else ch
+        if not ch.isprintable() and ch != "\u00ad":
+            continue  # a glyph with no meaning as text (private use, control)
         if cur:
             same_line = abs((cur[4] - 0.2 * cur[5]) - (b - 0.2 * size)) < 0.5 * max(size, cur[5])
             gap = x0 - cur[3]
-            if same_line and -size < gap < 0.25 * size:
+            # Overlapping glyphs (the letters of a ligature share its box) stay in one word.
+            if same_line and x0 >= cur[1] - 0.5 * size and gap < 0.25 * size:
                 cur[0] += ch
                 cur[1], cur[2], cur[3], cur[4] = min(cur[1], x0), min(cur[2], t), max(cur[3], x1), max(cur[4], b)
                 cur[5] = max(cur[5], size)
