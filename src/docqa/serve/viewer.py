@@ -264,8 +264,9 @@ class Viewer:
             return _wrap(
                 head
                 + notice_html(
-                    f"{chunk.source} has changed since it was indexed, so the passage is no longer at the place "
-                    "the index recorded. Re-index (Documents tab) to update it; the passage as indexed:",
+                    f"{chunk.source} has changed since it was indexed (or docqa now reads it differently), so the "
+                    "passage is no longer at the place the index recorded. Re-index (Documents tab) to update it; "
+                    "the passage as indexed:",
                     "viewer-notice stale",
                 )
                 + _stored_html(chunk)
