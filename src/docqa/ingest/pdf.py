@@ -158,40 +158,43 @@ def _words(textpage, height: float, ox: float, oy: float) -> list[tuple[str, flo
 
     raw = textpage.raw
     left, right, bottom, top = (ctypes.c_double() for _ in range(4))
-    loose = pdfium_c.FS_RECTF()
-    matrix = pdfium_c.FS_MATRIX()
+    loose, matrix = pdfium_c.FS_RECTF(), pdfium_c.FS_MATRIX()
+    loose_ref, matrix_ref = ctypes.byref(loose), ctypes.byref(matrix)
     ox_, oy_ = ctypes.c_double(), ctypes.c_double()
+    # Bound once: this loop runs for every character of the document.
+    get_unicode, get_size = pdfium_c.FPDFText_GetUnicode, pdfium_c.FPDFText_GetFontSize
+    get_loose, get_origin = pdfium_c.FPDFText_GetLooseCharBox, pdfium_c.FPDFText_GetCharOrigin
     words: list = []
     cur: list = []  # [chars, x0, top, x1, bottom, size]
     for i in range(pdfium_c.FPDFText_CountChars(raw)):
-        code = pdfium_c.FPDFText_GetUnicode(raw, i)
+        code = get_unicode(raw, i)
         ch = chr(code) if 0 < code < 0x110000 else ""
         if ch in "\ufffe\x02":  # pdfium's mark for a hyphen that ends a line: keep the hyphen
             ch = "-"
-        if not ch or ch.isspace() or ch == "\uffff" or pdfium_c.FPDFText_IsGenerated(raw, i) == 1:
+        if not ch or ch.isspace() or ch == "\uffff":  # pdfium's generated separators are spaces too
             if cur:
                 words.append(cur)
                 cur = []
             continue
-        pdfium_c.FPDFText_GetCharBox(raw, i, left, right, bottom, top)
-        size = pdfium_c.FPDFText_GetFontSize(raw, i) or (top.value - bottom.value) or 10.0
-        # "1 Tf" scaled up by the text matrix is common: the size drawn is the font size times the
-        # matrix's vertical scale.
-        if pdfium_c.FPDFText_GetMatrix(raw, i, ctypes.byref(matrix)):
-            size *= math.hypot(matrix.c, matrix.d) or 1.0
-        # The loose box spans the glyph's advance, so narrow letters ('I', 'l') don't leave gaps.
-        if pdfium_c.FPDFText_GetLooseCharBox(raw, i, ctypes.byref(loose)):
-            x0, x1 = min(left.value, loose.left) - ox, max(right.value, loose.right) - ox
-        else:
-            x0, x1 = left.value - ox, right.value - ox
-        # Lines get the font's height, not the glyph's, so 'a' and 'A' sit on the same line.
-        if pdfium_c.FPDFText_GetCharOrigin(raw, i, ox_, oy_):
-            base = height - (oy_.value - oy)
-        else:
-            base = height - (bottom.value - oy)
-        t, b = base - 0.8 * size, base + 0.2 * size
         if not ch.isprintable() and ch != "\u00ad":
             continue  # a glyph with no meaning as text (private use, control)
+        size = get_size(raw, i) or 10.0
+        # "1 Tf" scaled up by the text matrix is common: the size drawn is the font size times the
+        # matrix's vertical scale.
+        if size < 4 and pdfium_c.FPDFText_GetMatrix(raw, i, matrix_ref):
+            size *= math.hypot(matrix.c, matrix.d) or 1.0
+        # The loose box spans the glyph's advance, so narrow letters ('I', 'l') don't leave gaps.
+        if get_loose(raw, i, loose_ref):
+            x0, x1 = loose.left - ox, loose.right - ox
+        else:
+            pdfium_c.FPDFText_GetCharBox(raw, i, left, right, bottom, top)
+            x0, x1 = left.value - ox, right.value - ox
+        # Lines get the font's height, not the glyph's, so 'a' and 'A' sit on the same line.
+        if get_origin(raw, i, ox_, oy_):
+            base = height - (oy_.value - oy)
+        else:
+            base = height - (loose.bottom - oy)
+        t, b = base - 0.8 * size, base + 0.2 * size
         if cur:
             same_line = abs((cur[4] - 0.2 * cur[5]) - (b - 0.2 * size)) < 0.5 * max(size, cur[5])
             gap = x0 - cur[3]
