@@ -62,7 +62,7 @@ class Settings(BaseModel):
     chunk_tokens: int = Field(128, ge=16, le=256)  # MiniLM truncates beyond 256 word pieces
     chunk_overlap_tokens: int = Field(32, ge=0, le=128)
     max_file_mb: float = Field(50.0, gt=0)
-    pdf_timeout_s: float = Field(60.0, gt=0)
+    pdf_timeout_s: float = Field(180.0, gt=0)
     auto_index: bool = True  # bring the index up to date with docs/ before answering
 
     # Retrieval.
