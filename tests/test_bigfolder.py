@@ -85,8 +85,8 @@ def test_an_update_holds_one_batch_not_the_folder(settings: Settings, docs: Path
 
 
 def test_an_update_of_a_big_index_holds_only_the_loaded_index(settings: Settings, docs: Path, small_batches):
-    """Updating re-embeds only what changed; the unchanged files' chunks are the loaded index's own
-    objects, carried to disk as they are met, not copied into a second list."""
+    """An update holds the loaded index and one batch: the changed files' new chunks and vectors go
+    to disk as they are stored, like a fresh build's."""
     fill(docs)
     update_index(settings, HashEmbedder())
     before = store.load_index(settings.index_dir)
