@@ -134,7 +134,9 @@ def ask_until(url: str, clients: int, seconds: float, timeout_s: float = 900) ->
     """`clients` sessions ask their round of questions over and over until `seconds` have passed."""
     from gradio_client import Client
 
-    sessions = [Client(url, verbose=False) for _ in range(clients)]
+    # gradio_client's HTTP calls time out after 5 s by default; a browser waits, and so do these
+    # clients (the queue, not the connection, is what makes them wait on a busy 2-core machine).
+    sessions = [Client(url, verbose=False, httpx_kwargs={"timeout": 120}) for _ in range(clients)]
     records: list[dict[str, Any]] = []
     lock = threading.Lock()
     start = time.perf_counter()
