@@ -106,6 +106,24 @@ def test_no_chunk_runs_across_a_page_break(tmp_path: Path):
     assert row.page == 2 and row.heading == "sales"  # no title: the file's name heads the page's section
 
 
+def test_a_page_continues_the_section_in_force():
+    """A page that starts mid-section carries that section's heading path, not the file's name:
+    a chunk at the top of page 3 still belongs to the bookmark placed on page 2."""
+    from docqa.ingest.pdf import build_document
+
+    line = lambda text: (text, 0.1, 0.1, 0.9, 0.12, True)  # noqa: E731
+    pages = [
+        [line("Widget manual")],
+        [line("2 Setup"), line("Plug the widget in.")],
+        [line("Wait for the green light.")],
+        [line("3 Care"), line("Dust it weekly.")],
+        [line("Keep it dry.")],
+    ]
+    doc = build_document(pages, [[2, 1, "2 Setup"], [4, 1, "3 Care"]], title=None, name="widget")
+    at = {page: doc.heading_at(offset) for offset, page in doc.pages}
+    assert at == {1: None, 2: "2 Setup", 3: "2 Setup", 4: "3 Care", 5: "3 Care"}
+
+
 def test_running_header_and_page_numbers_are_left_out(tmp_path: Path):
     doc = read(tmp_path, pdfgen.running_headers())
     assert "Acme Tea" not in doc.text and "Review" not in doc.text

@@ -114,11 +114,12 @@ def build_document(pages: list[list[Line]], outline: list[list], title: str | No
         page_starts[number] = (start, "".join(text_parts)[start:])
     text = "".join(text_parts)
     entries = sorted(_place_outline(outline, page_starts))
-    headings = heading_paths(entries, sane_title(title))
-    starts = {offset for offset, _ in headings}
+    placed = heading_paths(entries, sane_title(title))  # sorted by offset
+    headings = list(placed)
+    starts = {offset for offset, _ in placed}
     for offset, _ in marks[1:]:
         if offset not in starts:
-            in_force = [path for at, path in headings if at <= offset]
+            in_force = [path for at, path in placed if at <= offset]
             headings.append((offset, in_force[-1] if in_force else name))
     headings.sort()
     return Document(text, headings=headings, pages=marks, boxes=boxes)
