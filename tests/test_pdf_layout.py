@@ -133,6 +133,33 @@ def test_running_header_and_page_numbers_are_left_out(tmp_path: Path):
         assert f"Page {n} continues with more about step {n}." in doc.text  # body text that names a page stays
 
 
+def test_chapter_headers_with_their_page_numbers_are_left_out():
+    """A chapter's running header repeats on that chapter's pages only, but its number counts up
+    with the page; chapter titles that happen to start with their page number (bookmarks) stay."""
+    from docqa.ingest.pdf import drop_running_lines
+
+    top = lambda text: (text, 0.1, 0.05, 0.9, 0.08, True)  # noqa: E731
+    body = lambda text: (text, 0.1, 0.4, 0.9, 0.45, True)  # noqa: E731
+    pages = [
+        [top("1 Introduction"), body("Widgets are small.")],
+        [top("Chapter 1: Introduction 2"), body("They fit in a pocket.")],
+        [top("2 Setup"), body("Plug the widget in.")],
+        [top("Chapter 2: Setup 4"), body("Wait for the light.")],
+        [top("Chapter 2: Setup 5"), body("Press the button.")],
+        [top("3 Care . . . . . . . . 6"), body("Dust it weekly.")],
+    ]
+    kept = drop_running_lines(pages, titles=["1 Introduction", "2 Setup"])
+    texts = [[line[0] for line in page] for page in kept]
+    assert texts == [
+        ["1 Introduction", "Widgets are small."],
+        ["They fit in a pocket."],
+        ["2 Setup", "Plug the widget in."],
+        ["Wait for the light."],
+        ["Press the button."],
+        ["3 Care . . . . . . . . 6", "Dust it weekly."],
+    ]
+
+
 def test_header_on_one_page_only_is_kept(tmp_path: Path):
     """A line in the top band that doesn't repeat is content (a title), not a running header."""
     pages = [pdfgen.text(72, 760, "Annual Review", 9) + pdfgen.text(72, 700, "Body one.")]

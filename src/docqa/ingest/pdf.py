@@ -20,6 +20,7 @@ import re
 import subprocess
 import sys
 from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
 
 from docqa.ingest.readers import Document, UnreadableFile, heading_paths, sane_title
@@ -29,6 +30,7 @@ from docqa.ingest.readers import Document, UnreadableFile, heading_paths, sane_t
 Line = tuple[str, float, float, float, float, bool]
 
 BAND = 0.2  # running headers and footers sit in the top or bottom fifth of the page
+_LEADER = re.compile(r"(\. ?){4,}|…{2,}")  # the dots that lead a contents line to its page number
 _PAGE_NUMBER = re.compile(r"^(page\s+)?[-–—\s]*(\d{1,4}|[ivxlcdm]{1,7})[-–—\s]*((of|/)\s*\d{1,4})?$", re.I)
 
 
@@ -56,7 +58,8 @@ def read_pdf(path: Path, timeout_s: float = 60.0) -> Document:
             if 1 <= number <= len(pages):
                 pages[number - 1] = [(t, x0, y0, x1, y1, False) for t, x0, y0, x1, y1 in lines if t.strip()]
     # After OCR, so a scanned page's running header goes too.
-    doc = build_document(drop_running_lines(pages), parsed["outline"], parsed["title"], Path(path).stem)
+    titles = [title for _, _, title in parsed["outline"]]
+    doc = build_document(drop_running_lines(pages, titles), parsed["outline"], parsed["title"], Path(path).stem)
     if not doc.text.strip():
         if parsed["no_text"]:
             shown = ", ".join(str(n) for n in parsed["no_text"][:10])
@@ -591,12 +594,15 @@ def _normalised(text: str) -> str:
     return re.sub(r"\d+", "#", " ".join(text.casefold().split()))
 
 
-def drop_running_lines(pages: list[list[Line]]) -> list[list[Line]]:
+def drop_running_lines(pages: list[list[Line]], titles: Iterable[str] = ()) -> list[list[Line]]:
     """Pages without their running headers, footers and page numbers.
 
-    A line in the top or bottom band of its page is dropped when it is a bare page number, or
-    when (digits ignored) it repeats in that band on at least 3 pages and a fifth of the pages.
+    A line in the top or bottom band of its page is dropped when it is a bare page number, when
+    (digits ignored) it repeats in that band on at least 3 pages and a fifth of the pages, or when
+    it starts or ends with the page's printed number (see below). A line that is one of `titles`
+    (the bookmarks: "1 Introduction" at the top of printed page 1) is kept.
     """
+    keep = {_normalised(t) for t in titles}
 
     def band_lines(lines: list[Line]) -> list[int]:
         top = [k for k, ln in enumerate(lines[:2]) if ln[4] <= BAND]
@@ -604,20 +610,43 @@ def drop_running_lines(pages: list[list[Line]]) -> list[list[Line]]:
         return sorted(set(top + bottom))
 
     counts: Counter[str] = Counter()
-    for lines in pages:
+    shifts: Counter[int] = Counter()  # printed page number minus the page's index, once per page
+    for i, lines in enumerate(pages):
         counts.update({_normalised(lines[k][0]) for k in band_lines(lines)})
+        shifts.update({n - i for k in band_lines(lines) for n in _end_numbers(lines[k][0])})
     with_text = sum(1 for lines in pages if lines)
     need = max(3, math.ceil(0.2 * with_text))
+    # A chapter's running header ("Chapter 2: Setup 14") repeats on that chapter's pages only, but
+    # its page number counts up with the pages: the band lines whose number keeps the most common
+    # shift from the page index are headers or footers, whatever their words.
+    shift, seen = shifts.most_common(1)[0] if shifts else (None, 0)
+    numbered = seen >= max(3, math.ceil(0.1 * with_text))
     out = []
-    for lines in pages:
+    for i, lines in enumerate(pages):
         drop = {
             k
             for k in band_lines(lines)
-            if (k in (0, len(lines) - 1) and _PAGE_NUMBER.match(lines[k][0].strip()))
-            or counts[_normalised(lines[k][0])] >= need
+            if _normalised(lines[k][0]) not in keep
+            and (
+                (k in (0, len(lines) - 1) and _PAGE_NUMBER.match(lines[k][0].strip()))
+                or counts[_normalised(lines[k][0])] >= need
+                or (numbered and shift + i in _end_numbers(lines[k][0]))
+            )
         }
         out.append([ln for k, ln in enumerate(lines) if k not in drop])
     return out
+
+
+def _end_numbers(text: str) -> set[int]:
+    """The numbers a line starts or ends with, where a running header or footer puts its page number.
+
+    >>> sorted(_end_numbers("Chapter 2: ASN.1 structure handling 14")), sorted(_end_numbers("12 Setup"))
+    ([14], [12])
+    """
+    if _LEADER.search(text):  # a table of contents' entry: its number is another page's
+        return set()
+    found = re.findall(r"^\s*(\d{1,4})\b|\b(\d{1,4})\s*$", text)
+    return {int(a or b) for a, b in found}
 
 
 def _pdf_pages(path: str, max_pages: int | None = None) -> dict:
