@@ -33,7 +33,7 @@ from docqa.stores.manifest import Manifest
 from docqa.types import Chunk
 
 # Bump when chunking or what gets embedded changes, so old indexes are rebuilt, not mixed.
-CHUNKER_VERSION = 6  # 3: headings are paths led by the document title; 4: <dt> terms lead their chunks; 5: PDF layout
+CHUNKER_VERSION = 6  # 3: heading paths led by the title; 4: <dt> terms lead chunks; 5: PDF layout; 6: PDF page headings
 Progress = Callable[[int, int, str], None]  # (files done, files total, status message)
 
 
