@@ -254,6 +254,11 @@ def make_pdf(pages: list[str]) -> bytes:
         )
         kids.append(f"{len(objects)} 0 R")
     objects[1] = f"<< /Type /Pages /Kids [{' '.join(kids)}] /Count {len(pages)} >>"
+    return pdf_file(objects)
+
+
+def pdf_file(objects: list[str]) -> bytes:
+    """A PDF file of `objects` (object 1 the catalog), numbered in order, with its xref table."""
     out, offsets = b"%PDF-1.4\n", []
     for i, obj in enumerate(objects, start=1):
         offsets.append(len(out))
@@ -263,6 +268,42 @@ def make_pdf(pages: list[str]) -> bytes:
     out += "".join(f"{o:010d} 00000 n \n" for o in offsets).encode()
     out += f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
     return out
+
+
+@contextmanager
+def headless_chromium(window: str = "1400,1000") -> Iterator[Any]:
+    """Debian's chromium driven through its own chromedriver (selenium never downloads one),
+    headless, with background networking off; the driver logs every request the page makes."""
+    import tempfile
+
+    from selenium import webdriver
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+
+    options = Options()
+    options.binary_location = "/usr/bin/chromium"
+    for arg in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--disable-quic",
+        f"--window-size={window}",
+    ):
+        options.add_argument(arg)
+    profile = tempfile.mkdtemp(prefix="docqa-chromium-")
+    options.add_argument(f"--user-data-dir={profile}")
+    options.set_capability("goog:loggingPrefs", {"performance": "ALL"})  # every request the page makes
+    driver = webdriver.Chrome(options=options, service=Service(executable_path="/usr/bin/chromedriver"))
+    try:
+        yield driver
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
 
 
 def encrypted_pdf(text: str, user_password: str, owner_password: str | None = None) -> bytes:

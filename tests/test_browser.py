@@ -6,15 +6,13 @@ given the driver's path, so selenium-manager never tries to download one.
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
 from docqa.settings import Settings
-from support import serving, small_pipeline
+from support import headless_chromium, serving, small_pipeline
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
@@ -33,9 +31,6 @@ HOSTILE_QUESTION = '<img src=http://10.255.255.1/q.png onerror="window.__pwned=3
 if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
     pytest.skip("needs chromium and chromedriver: apt-get install -y chromium chromium-driver", allow_module_level=True)
 
-from selenium import webdriver  # noqa: E402
-from selenium.webdriver.chrome.options import Options  # noqa: E402
-from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.remote.webdriver import WebDriver  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
@@ -78,28 +73,8 @@ def server(tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.fixture(scope="module")
 def browser():
-    options = Options()
-    options.binary_location = str(CHROMIUM)
-    for arg in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--disable-quic",
-        "--window-size=1400,1000",
-    ):
-        options.add_argument(arg)
-    profile = tempfile.mkdtemp(prefix="docqa-chromium-")
-    options.add_argument(f"--user-data-dir={profile}")
-    options.set_capability("goog:loggingPrefs", {"performance": "ALL"})  # every request the page makes
-    driver = webdriver.Chrome(options=options, service=Service(executable_path=str(CHROMEDRIVER)))
-    yield driver
-    driver.quit()
-    shutil.rmtree(profile, ignore_errors=True)
+    with headless_chromium() as driver:
+        yield driver
 
 
 def wait(driver: WebDriver, condition, timeout: float = ANSWER_TIMEOUT_S, message: str = ""):

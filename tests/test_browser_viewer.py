@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
-import tempfile
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -21,7 +19,7 @@ import pytest
 
 from docqa.ingest.readers import read_document
 from docqa.serve.viewer import boxes_on_page
-from support import serving
+from support import headless_chromium, pdf_file, serving
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
@@ -63,9 +61,6 @@ PDF_LINES = [
 if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
     pytest.skip("needs chromium and chromedriver: apt-get install -y chromium chromium-driver", allow_module_level=True)
 
-from selenium import webdriver  # noqa: E402
-from selenium.webdriver.chrome.options import Options  # noqa: E402
-from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.remote.webdriver import WebDriver  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
@@ -99,15 +94,7 @@ def lines_pdf(lines: list[str]) -> bytes:
         "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792]"
         " /Resources << /Font << /F1 3 0 R >> >> /Contents 4 0 R >>",
     ]
-    out, offsets = b"%PDF-1.4\n", []
-    for i, obj in enumerate(objects, start=1):
-        offsets.append(len(out))
-        out += f"{i} 0 obj\n{obj}\nendobj\n".encode()
-    xref = len(out)
-    out += f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode()
-    out += "".join(f"{o:010d} 00000 n \n" for o in offsets).encode()
-    out += f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
-    return out
+    return pdf_file(objects)
 
 
 @pytest.fixture(scope="module")
@@ -136,28 +123,8 @@ def server(tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.fixture(scope="module")
 def browser():
-    options = Options()
-    options.binary_location = str(CHROMIUM)
-    for arg in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--disable-quic",
-        "--window-size=1400,1000",
-    ):
-        options.add_argument(arg)
-    profile = tempfile.mkdtemp(prefix="docqa-chromium-")
-    options.add_argument(f"--user-data-dir={profile}")
-    options.set_capability("goog:loggingPrefs", {"performance": "ALL"})  # every request the page makes
-    driver = webdriver.Chrome(options=options, service=Service(executable_path=str(CHROMEDRIVER)))
-    yield driver
-    driver.quit()
-    shutil.rmtree(profile, ignore_errors=True)
+    with headless_chromium() as driver:
+        yield driver
 
 
 def wait(driver: WebDriver, condition, timeout: float = ANSWER_TIMEOUT_S, message: str = ""):
