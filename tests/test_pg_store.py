@@ -7,6 +7,7 @@ The embedder is the hash fake, so the FAISS and pgvector rankings can be compare
 from __future__ import annotations
 
 import itertools
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -204,3 +205,136 @@ def test_missing_terms_table_is_an_error_not_dense_only(pg_settings, embedder):
     report = update_index(pg_settings, embedder)  # the next update rebuilds it
     assert "no BM25 terms table" in report.rebuilt_because
     assert open_retriever(pg_settings, embedder).retrieve("barley tonnes", 2, "bm25").passages
+
+
+def hnsw_indexes(db: PgStore) -> list[str]:
+    import sqlalchemy as sa
+
+    with db.connect() as conn:
+        rows = conn.execute(
+            sa.text("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = :t"), {"t": db.chunk_table}
+        ).all()
+    return [name for name, definition in rows if "USING hnsw" in definition and "vector_cosine_ops" in definition]
+
+
+def test_hnsw_index_and_both_dense_searches(pg_settings, embedder, docs):
+    write_docs(docs, 6)
+    update_index(pg_settings, embedder)
+    db = PgStore(pg_settings)
+    assert hnsw_indexes(db) == [db.hnsw_index]
+    chunks = open_retriever(pg_settings, embedder).chunks
+    assert len(chunks) >= 7
+    vectors = embedder.embed([c.search_text for c in chunks])
+    for dense in ("exact", "hnsw"):
+        store = PgStore(pg_settings.model_copy(update={"pg_dense": dense}))
+        for question in ("barley in county 3", "farm number 5 tonnes", "Pu'er tea pickers", "Hani terraces"):
+            qvec = embedder.embed([question])[0]
+            cos = vectors @ qvec
+            got = store.dense(qvec, 4)  # the nearest chunk (or one tied with it) first, then the next
+            assert len(got) == 4 and len(set(got)) == 4, dense
+            ranked = [float(cos[next(i for i, c in enumerate(chunks) if c.id == key)]) for key in got]
+            assert ranked == pytest.approx(sorted(cos, reverse=True)[:4], abs=1e-6), (dense, question)
+    qvec = embedder.embed(["barley"])[0]
+    exact_plan = PgStore(pg_settings.model_copy(update={"pg_dense": "exact"})).dense_plan(qvec, 4)
+    assert "Seq Scan" in exact_plan and db.hnsw_index not in exact_plan
+    # On a table this small the planner may prefer a scan either way; the HNSW query must be one the
+    # index answers, which shows when scans are priced out.
+    import sqlalchemy as sa
+
+    no_scans = {"options": "-c enable_seqscan=off"}
+    for store in (db, exact := PgStore(pg_settings.model_copy(update={"pg_dense": "exact"}))):
+        store.engine = sa.create_engine(store.sync_url, connect_args=no_scans)
+    assert db.hnsw_index in db.dense_plan(qvec, 4)
+    assert db.hnsw_index not in exact.dense_plan(qvec, 4)
+    by_index, by_scan = db.dense(qvec, 4), exact.dense(qvec, 4)  # a graph of a few chunks: the search is exact
+    cos_index, cos_scan = db.cosines(by_index, qvec), exact.cosines(by_scan, qvec)  # (tied chunks may swap)
+    assert [cos_index[i] for i in by_index] == pytest.approx([cos_scan[i] for i in by_scan], abs=1e-6)
+
+
+@pytest.mark.parametrize("first_postings", [1, 2000])
+def test_postings_bm25_is_docqa_bm25_after_removes_and_readds(pg_settings, embedder, docs, monkeypatch, first_postings):
+    import sqlalchemy as sa
+
+    import docqa.stores.pgvector as pgmod
+    from docqa.retrieve.bm25 import BM25, tokenize
+
+    monkeypatch.setattr(pgmod, "BM25_FIRST_POSTINGS", first_postings)  # 1: the pruned (MaxScore) passes run
+    passes: list[tuple[int, int]] = []
+    real_pass = PgStore._bm25_pass
+
+    def counted(self, conn, terms, weights, k, avgdl, n):
+        passes.append((k, len(terms)))
+        return real_pass(self, conn, terms, weights, k, avgdl, n)
+
+    monkeypatch.setattr(PgStore, "_bm25_pass", counted)
+    write_docs(docs, 6)
+    (docs / "rare.txt").write_text("Quinoa trial\n\nOne quinoa trial plot near farm 3 grew barley too.\n")
+    update_index(pg_settings, embedder)
+    (docs / "farm2.txt").unlink()  # one source removed, another (farm2 again, changed) re-added
+    update_index(pg_settings, embedder)
+    (docs / "farm2.txt").write_text("Farm 2\n\nFarm two now grows oats and oolong, no barley.\n" * 2)
+    # The rarest query term in a long chunk, the best chunk holding only commoner ones: MaxScore must go on
+    # from the first pass, which finds only the rare term's chunk, to the chunks of the other terms.
+    (docs / "rare.txt").write_text(
+        "Trial plot\n\nThe quinoa trial moved to county 5 after a long dry summer of weeding, watering and"
+        " waiting for rain in the hills above the river, where the old mill stood empty for years.\n"
+    )
+    (docs / "oats.txt").write_text("Oats\n\nOats barley county oats barley county barley.\n")
+    update_index(pg_settings, embedder)
+
+    db = PgStore(pg_settings)
+    chunks = open_retriever(pg_settings, embedder).chunks
+    assert {c.source for c in chunks} == {f"farm{i}.txt" for i in range(6)} | {"oats.txt", "rare.txt", "yunnan.txt"}
+    memory = BM25([c.search_text for c in chunks])
+    # the kept statistics are those of the chunks in the table, not of everything ever written
+    with db.connect() as conn:
+        n, total = conn.execute(sa.text(f"SELECT n, total FROM {db.stats_table}")).one()
+        df = dict(conn.execute(sa.text(f"SELECT term, df FROM {db.df_table}")).all())
+        postings = conn.execute(sa.text(f"SELECT count(*) FROM {db.terms_table}")).scalar()
+    tokens = [tokenize(c.search_text) for c in chunks]
+    assert (n, total) == (len(chunks), sum(len(t) for t in tokens))
+    assert df == dict(Counter(term for t in tokens for term in set(t)))
+    assert postings == sum(df.values())
+
+    queries = ("quinoa oats barley county", "barley tonnes county 3", "quinoa barley farm", "oolong oats", "Pu'er tea")
+    for query in queries:
+        want = {chunks[i].id: score for i, score in enumerate(memory.scores(query)) if score > 0}
+        every = db.bm25(query, 1000)  # every chunk with a query term, each with docqa's score
+        assert sorted(i for i, _ in every) == sorted(want), query
+        assert all(score == pytest.approx(want[i], rel=1e-5) for i, score in every), query
+        for n in (1, 2, 3, 5):  # the n best scores (tied chunks may swap places)
+            best = sorted(want.values(), reverse=True)[:n]
+            got = db.bm25(query, n)
+            assert [s for _, s in got] == pytest.approx(best, rel=1e-5), (query, n)
+            assert all(want[i] == pytest.approx(s, rel=1e-5) for i, s in got), (query, n)
+    if first_postings == 1:
+        assert any(k < terms for k, terms in passes)  # some rankings were exact without every term's postings
+    else:
+        assert all(k == terms for k, terms in passes)
+
+
+def test_layout_2_index_is_rebuilt_with_postings_and_hnsw(pg_settings, embedder):
+    import sqlalchemy as sa
+
+    update_index(pg_settings, embedder)
+    db = PgStore(pg_settings)
+    manifest = db.read_manifest().to_dict()
+    with db.connect() as conn:  # what docqa wrote before: the jsonb terms table, no postings, no HNSW index
+        for table in db.bm25_tables:
+            conn.execute(sa.text(f"DROP TABLE {table}"))
+        conn.execute(sa.text(f"DROP INDEX {db.hnsw_index}"))
+        conn.execute(
+            sa.text(
+                f"CREATE TABLE {db.legacy_terms_table} (node_id text PRIMARY KEY, source text, tf jsonb, doclen int)"
+            )
+        )
+    db.write_manifest_json({**manifest, "pg_schema": 2})
+    with pytest.raises(IndexStateError, match=r"PostgreSQL layout changed \(2 -> 3\)"):
+        open_retriever(pg_settings, embedder)
+    report = update_index(pg_settings, embedder)
+    assert "PostgreSQL layout changed" in report.rebuilt_because and report.embedded == report.chunks > 0
+    with db.connect() as conn:
+        assert not PgStore._exists(conn, db.legacy_terms_table)
+        assert all(PgStore._exists(conn, t) for t in db.bm25_tables)
+    assert hnsw_indexes(db) == [db.hnsw_index]
+    assert open_retriever(pg_settings, embedder).retrieve("tonnes of tea", 2, "bm25").passages

@@ -3,25 +3,38 @@
 Tables, for `pg_table = "docqa"`:
 
     data_docqa_chunks   llama-index's PGVectorStore: text, metadata (the chunk's fields, ref_doc_id =
-                        its source file), a pgvector embedding, and a generated tsvector column
-                        (to_tsvector('english', text), GIN-indexed) for full-text search
-    docqa_terms         per chunk: its BM25 term counts (jsonb, GIN-indexed) and length, from the
-                        same tokenizer as docqa's in-memory BM25 (bm25.tokenize)
+                        its source file), a pgvector embedding (HNSW-indexed, cosine), and a generated
+                        tsvector column (to_tsvector('english', text), GIN-indexed) for full-text search
+    docqa_postings      BM25 postings: one row per (term, chunk) with the term's frequency in the chunk
+                        and the chunk's length; primary key (term, doc), tf and length included, so a
+                        term's postings are one index range read without the table
+    docqa_bm25_chunks   per chunk: its BM25 number (doc), node id, source file, length and terms (the
+                        terms say which postings and document frequencies a deleted chunk takes away)
+    docqa_bm25_df       per term: its document frequency, kept up to date on every write
+    docqa_bm25_stats    one row: the number of chunks and their total length (BM25's N and avgdl)
     docqa_manifest      one row: the same manifest the FAISS index keeps in manifest.json
 
-Dense search is exact (no ANN index), so it ranks like FAISS's flat index. The lexical ranking is
-computed by PostgreSQL. With `pg_lexical = "bm25"` (the default) it is Okapi BM25 in SQL over
-docqa_terms, with the same tokens, k1, b and idf as the FAISS store's BM25, so retrieval ranks as it
-does on FAISS and nothing is held in memory. With `pg_lexical = "postgres"` it is PostgreSQL's own
-full-text ranking (ts_rank over the english tsvector, through llama-index's hybrid search), which
-ranks differently. Either ranking is fused with the dense one by the same weighted RRF.
+All BM25 tables use the same tokenizer as docqa's in-memory BM25 (bm25.tokenize).
+
+Dense search uses the HNSW index (`pg_dense = "hnsw"`, the default: approximate, with
+hnsw.ef_search set from the number of candidates; recall against exact search is measured in
+bench/README.md) or scans every row (`pg_dense = "exact"`: ranks like FAISS's flat index). The
+index is built after the rows are written, at the end of an update, and kept up to date by later
+ones. The lexical ranking is computed by PostgreSQL. With `pg_lexical = "bm25"` (the default) it is
+Okapi BM25 over the postings, with the same tokens, k1, b and idf as the FAISS store's BM25, so
+retrieval ranks as it does on FAISS and nothing is held in memory. Chunks holding only common query
+terms are skipped when those terms' largest possible scores can't reach the n-th best score found
+(MaxScore), so the ranking is exact without reading a common term's postings. With
+`pg_lexical = "postgres"` it is PostgreSQL's own full-text ranking (ts_rank over the english
+tsvector, through llama-index's hybrid search), which ranks differently. Either ranking is fused
+with the dense one by the same weighted RRF.
 
 `PgStore` is the `Store` (docqa.stores) over these tables: chunk keys are node ids. The shared update
 loop (ingest/indexer.py) writes per batch of files: `flush` deletes and re-adds the batch's rows,
 then rewrites the manifest row to list exactly the files whose rows are in the table. An
 interrupted update leaves a consistent manifest, and the next run resumes with the files not yet
 in it. Writers hold a PostgreSQL advisory lock, so two `docqa index` runs against one database
-don't interleave. An index with an older layout, or without its terms table, is refused
+don't interleave. An index with an older layout, or without its BM25 tables, is refused
 (IndexStateError) and rebuilt by the next update, never searched without its lexical ranking.
 """
 
@@ -44,8 +57,56 @@ from docqa.stores.manifest import FORMAT_VERSION, REBUILD, Manifest
 from docqa.types import Chunk
 
 EXTRA_HINT = "pip install 'docqa[pgvector]' (llama-index-vector-stores-postgres, psycopg2-binary)"
-PG_SCHEMA = 2  # 2: the BM25 terms table; an index with an older layout is rebuilt
+PG_SCHEMA = 3  # 2: the BM25 terms table; 3: BM25 postings and the HNSW index. An older layout is rebuilt
 EMBED_BATCH = 512  # chunks embedded and written per step: bounds memory and the work an interruption loses
+# hnsw.ef_search for n wanted neighbours: max(HNSW_EF_MIN, HNSW_EF_PER_RESULT * n). pgvector returns at
+# most ef_search rows, so it must be >= n; the values are chosen by recall@k in bench/README.md.
+HNSW_EF_MIN = 40
+HNSW_EF_PER_RESULT = 2
+HNSW_MAX_DIM = 2000  # pgvector's HNSW indexes vectors of up to 2,000 dimensions; wider ones are scanned
+HNSW_BUILD_MEMORY = "512MB"  # maintenance_work_mem while the index is built: 100k x 384-d fits in memory
+BM25_FIRST_POSTINGS = 2000  # BM25's first pass scores the chunks holding the rarest terms, about this many
+
+
+def hnsw_ef_search(n: int) -> int:
+    """hnsw.ef_search for `n` wanted neighbours (pgvector returns at most ef_search rows).
+
+    >>> hnsw_ef_search(4), hnsw_ef_search(20), hnsw_ef_search(100)
+    (40, 40, 200)
+    """
+    return max(HNSW_EF_MIN, HNSW_EF_PER_RESULT * n)
+
+
+def maxscore_split(dfs: list[int], bounds: list[float], theta: float | None, first: int) -> int:
+    """How many of the query terms (rarest first) a BM25 pass must take its candidate chunks from.
+
+    `bounds` are the terms' largest possible scores (idf * (k1 + 1)), `theta` the n-th best score
+    found so far (None: fewer than n chunks found). A chunk holding none of the first k terms scores
+    at most the sum of the other terms' bounds, so once that sum is below theta, those chunks can't
+    reach the top n (MaxScore). Without theta: the rarest terms up to `first` postings (at least one).
+
+    >>> maxscore_split([10, 500, 90000], [9.0, 5.0, 0.2], None, 2000)
+    2
+    >>> maxscore_split([10, 500, 90000], [9.0, 5.0, 0.2], 8.0, 2000)  # 5.0 + 0.2 < 8: only the rarest term's chunks
+    1
+    >>> maxscore_split([10, 500, 90000], [9.0, 5.0, 0.2], 3.0, 2000)  # 5.2 >= 3 > 0.2
+    2
+    >>> maxscore_split([10, 500, 90000], [9.0, 5.0, 0.2], 0.1, 2000)  # every term's chunks
+    3
+    """
+    if theta is None:
+        k, seen = 1, dfs[0]
+        while k < len(dfs) and seen + dfs[k] <= first:
+            seen += dfs[k]
+            k += 1
+        return k
+    k, rest = len(bounds), 0.0
+    # Walk back from the commonest term while the left-out bounds stay below theta (with a margin
+    # for the rounding of the sums: a left-out chunk must score strictly less than the n-th best).
+    while k > 0 and (rest + bounds[k - 1]) * (1 + 1e-9) < theta:
+        rest += bounds[k - 1]
+        k -= 1
+    return max(k, 1)
 
 
 def sqlalchemy_urls(pg_url: str) -> tuple[str, str]:
@@ -128,8 +189,14 @@ class PgStore:
         self.where = f"'{self.prefix}' in {redact(self.url)}"
         self.chunk_table = f"data_{self.prefix}_chunks"  # PGVectorStore's name for table_name=<prefix>_chunks
         self.manifest_table = f"{self.prefix}_manifest"
-        self.terms_table = f"{self.prefix}_terms"
-        self._terms_ready = False  # the terms table is known to exist
+        self.dense_search = settings.pg_dense  # "hnsw" (the HNSW index) or "exact" (every row)
+        self.hnsw_index = f"{self.chunk_table}_hnsw"
+        self.terms_table = f"{self.prefix}_postings"  # BM25 postings: (term, doc, tf, dl)
+        self.bm25_chunks_table = f"{self.prefix}_bm25_chunks"  # per chunk: doc, node_id, source, doclen, terms
+        self.df_table = f"{self.prefix}_bm25_df"  # per term: document frequency
+        self.stats_table = f"{self.prefix}_bm25_stats"  # one row: chunks and their total length
+        self.legacy_terms_table = f"{self.prefix}_terms"  # layout 2's jsonb term counts, dropped on rebuild
+        self._terms_ready = False  # the BM25 tables are known to exist
         self.engine = sqlalchemy.create_engine(self.sync_url, pool_pre_ping=True)
         self._vector_store: Any = None
         self._dim: int | None = None
@@ -141,14 +208,25 @@ class PgStore:
     def batch_chunks(self) -> int:
         return EMBED_BATCH  # read at each use, so tests can shrink the batches
 
+    @property
+    def bm25_tables(self) -> tuple[str, ...]:
+        return (self.terms_table, self.bm25_chunks_table, self.df_table, self.stats_table)
+
     @contextmanager
-    def connect(self) -> Iterator[Any]:
-        """A connection in a transaction, with connection failures turned into one named error."""
+    def connect(self, snapshot: bool = False) -> Iterator[Any]:
+        """A connection in a transaction, with connection failures turned into one named error.
+
+        `snapshot`: every statement sees the same committed state (REPEATABLE READ), for reads that
+        combine several queries while a writer may commit in between.
+        """
         import sqlalchemy.exc
 
         try:
-            with self.engine.begin() as conn:
-                yield conn
+            with self.engine.connect() as conn:
+                if snapshot:
+                    conn = conn.execution_options(isolation_level="REPEATABLE READ")
+                with conn.begin():
+                    yield conn
         except sqlalchemy.exc.OperationalError as exc:
             first = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
             raise IndexStateError(
@@ -181,8 +259,9 @@ class PgStore:
                 raise IndexStateError(
                     f"the index {self.where} has format {manifest.format}, this docqa reads {FORMAT_VERSION}", REBUILD
                 )
-            if not self._exists(conn, self.terms_table):  # BM25 would silently rank nothing
-                raise IndexStateError(f"the index {self.where} has no BM25 terms table ({self.terms_table})", REBUILD)
+            missing = [t for t in self.bm25_tables if not self._exists(conn, t)]
+            if missing:  # BM25 would silently rank nothing
+                raise IndexStateError(f"the index {self.where} has no BM25 terms table ({', '.join(missing)})", REBUILD)
         return manifest
 
     def open(self) -> Manifest:
@@ -218,12 +297,31 @@ class PgStore:
         return self._chunks
 
     def dense(self, qvec: np.ndarray, n: int) -> list[str]:
-        """Exact nearest neighbours by cosine distance (no ANN index: ranks like FAISS's flat index)."""
+        """Nearest neighbours by cosine distance: by the HNSW index, or exact (`pg_dense`)."""
         import sqlalchemy as sa
 
-        sql = f"SELECT node_id FROM {self.chunk_table} ORDER BY embedding <=> CAST(:q AS vector), id LIMIT :n"
         with self.connect() as conn:
+            sql = self._dense_sql(conn, n)
             return [row[0] for row in conn.execute(sa.text(sql), {"q": _vector_literal(qvec), "n": n})]
+
+    def dense_plan(self, qvec: np.ndarray, n: int) -> str:
+        """PostgreSQL's plan for `dense(qvec, n)` (EXPLAIN), to check which search it runs."""
+        import sqlalchemy as sa
+
+        with self.connect() as conn:
+            sql = self._dense_sql(conn, n)
+            rows = conn.execute(sa.text(f"EXPLAIN {sql}"), {"q": _vector_literal(qvec), "n": n}).all()
+        return "\n".join(row[0] for row in rows)
+
+    def _dense_sql(self, conn: Any, n: int) -> str:
+        import sqlalchemy as sa
+
+        if self.dense_search == "exact":
+            # The second sort key keeps the HNSW index out (pgvector's index orders by distance alone):
+            # every row is compared, and ties rank by row order, as in FAISS's flat index.
+            return f"SELECT node_id FROM {self.chunk_table} ORDER BY embedding <=> CAST(:q AS vector), id LIMIT :n"
+        conn.execute(sa.text(f"SET LOCAL hnsw.ef_search = {hnsw_ef_search(n)}"))
+        return f"SELECT node_id FROM {self.chunk_table} ORDER BY embedding <=> CAST(:q AS vector) LIMIT :n"
 
     def lexical(self, query: str, n: int) -> list[str]:
         if self.lexical_ranking == "bm25":
@@ -237,38 +335,68 @@ class PgStore:
         return [node.metadata["chunk_id"] for node in found.nodes]
 
     def bm25(self, query: str, n: int) -> list[tuple[str, float]]:
-        """(chunk id, score) by Okapi BM25, best first, computed in PostgreSQL (the scores of bm25.BM25)."""
+        """(chunk id, score) by Okapi BM25, best first, computed in PostgreSQL (the scores of bm25.BM25).
+
+        The first pass scores the chunks holding the rarest query terms (by all query terms); the
+        n-th best score then says which common terms can be left out of the candidates (MaxScore,
+        see maxscore_split). If more terms are needed, a second pass takes them; the result is the
+        exact top n either way, ties ranked by the chunk's BM25 number.
+        """
         import sqlalchemy as sa
 
-        from docqa.retrieve.bm25 import K1, B, tokenize
+        from docqa.retrieve.bm25 import K1, idf, tokenize
 
         terms = sorted(set(tokenize(query)))
-        if not terms:
+        if not terms or n <= 0:
             return []
-        # MATERIALIZED: computed once. Inlined, the per-term document counts were re-run for every
-        # candidate row (minutes at 20k chunks instead of milliseconds).
+        with self.connect(snapshot=True) as conn:
+            stats = conn.execute(sa.text(f"SELECT n, total FROM {self.stats_table}")).one_or_none()
+            found = conn.execute(
+                sa.text(f"SELECT term, df FROM {self.df_table} WHERE term = ANY(:t) AND df > 0"), {"t": terms}
+            ).all()
+            if not stats or not stats[0] or not found:
+                return []
+            n_docs, avgdl = int(stats[0]), max(float(stats[1]) / float(stats[0]), 1e-9)
+            found.sort(key=lambda row: (row[1], row[0]))  # rarest first
+            order = [term for term, _ in found]
+            weights = [idf(n_docs, int(df)) * (K1 + 1) for _, df in found]  # also each term's score bound
+            dfs = [int(df) for _, df in found]
+            k = maxscore_split(dfs, weights, None, BM25_FIRST_POSTINGS)
+            rows = self._bm25_pass(conn, order, weights, k, avgdl, n)
+            if k < len(order):  # fewer than n chunks found: any chunk holding a query term may rank
+                again = maxscore_split(dfs, weights, rows[-1][1], 0) if len(rows) == n else len(order)
+                if again > k:
+                    rows = self._bm25_pass(conn, order, weights, again, avgdl, n)
+        return rows
+
+    def _bm25_pass(
+        self, conn: Any, terms: list[str], weights: list[float], k: int, avgdl: float, n: int
+    ) -> list[tuple[str, float]]:
+        """The top n of the chunks holding any of the first k terms, scored by all terms."""
+        import sqlalchemy as sa
+
+        from docqa.retrieve.bm25 import K1, B
+
+        score = f"q.w * p.tf / (p.tf + {K1!r} * (1 - {B!r} + {B!r} * p.dl / CAST(:avgdl AS float8)))"
+        if k >= len(terms):  # every chunk holding a query term: one range read per term
+            scored = f"""
+                SELECT p.doc, sum({score}) AS score
+                FROM q JOIN {self.terms_table} p ON p.term = q.term
+                GROUP BY p.doc ORDER BY score DESC, p.doc LIMIT :n"""
+        else:  # the chunks holding the first k terms, each scored by looking up all terms
+            scored = f"""
+                SELECT p.doc, sum({score}) AS score
+                FROM (SELECT DISTINCT doc FROM {self.terms_table} WHERE term = ANY(:first)) c
+                JOIN {self.terms_table} p ON p.doc = c.doc AND p.term = ANY(:terms)
+                JOIN q ON q.term = p.term
+                GROUP BY p.doc ORDER BY score DESC, p.doc LIMIT :n"""
         sql = f"""
-            WITH st AS MATERIALIZED (
-                SELECT count(*)::float8 AS n, avg(doclen)::float8 AS avgdl FROM {self.terms_table}
-            ),
-            df AS MATERIALIZED (
-                SELECT q.term, count(t.node_id)::float8 AS df
-                FROM unnest(CAST(:terms AS text[])) AS q(term)
-                JOIN {self.terms_table} t ON t.tf ? q.term
-                GROUP BY q.term
-            )
-            SELECT t.node_id,
-                   sum(ln(1 + (st.n - df.df + 0.5) / (df.df + 0.5))
-                       * (t.tf ->> df.term)::float8 * (:k1 + 1)
-                       / ((t.tf ->> df.term)::float8
-                          + :k1 * (1 - :b + :b * t.doclen / greatest(st.avgdl, 1e-9)))) AS score
-            FROM {self.terms_table} t JOIN df ON t.tf ? df.term CROSS JOIN st
-            WHERE t.tf ?| CAST(:terms AS text[])
-            GROUP BY t.node_id ORDER BY score DESC, t.node_id LIMIT :n
-        """
-        with self.connect() as conn:
-            rows = conn.execute(sa.text(sql), {"terms": terms, "k1": K1, "b": B, "n": n}).all()
-        return [(node_id, float(score)) for node_id, score in rows]
+            WITH q AS (SELECT * FROM unnest(CAST(:terms AS text[]), CAST(:w AS float8[])) AS q(term, w)),
+            s AS ({scored})
+            SELECT c.node_id, s.score FROM s JOIN {self.bm25_chunks_table} c ON c.doc = s.doc
+            ORDER BY s.score DESC, s.doc"""
+        params = {"terms": terms, "w": weights, "first": terms[:k], "avgdl": avgdl, "n": n}
+        return [(node_id, float(score)) for node_id, score in conn.execute(sa.text(sql), params)]
 
     def chunks_for(self, keys: list[str]) -> dict[str, Chunk]:
         import sqlalchemy as sa
@@ -342,6 +470,45 @@ class PgStore:
 
     def flush(self, manifest: Manifest) -> None:
         """Replace the rows of the files put since the last flush, then record them in the manifest."""
+        self._write_pending()
+        self.write_manifest(manifest)
+
+    def commit(self, manifest: Manifest) -> None:
+        """The last batch, the HNSW index (built once, then kept up to date), then the final manifest.
+
+        The index is built before the manifest says the update is complete, so an interrupted build
+        is redone by the next update. VACUUM ANALYZE at the end gives the planner the new sizes and
+        lets the postings be read from their index alone.
+        """
+        self._write_pending()
+        self.build_dense_index()
+        self.write_manifest(manifest)
+        self.vacuum()
+
+    def build_dense_index(self) -> None:
+        """Create the HNSW index on the embeddings (cosine) unless it exists."""
+        import sqlalchemy as sa
+
+        if (self._dim or 0) > HNSW_MAX_DIM:
+            return  # pgvector can't index it: dense search scans every row
+        with self.connect() as conn:
+            conn.execute(sa.text(f"SET LOCAL maintenance_work_mem = '{HNSW_BUILD_MEMORY}'"))
+            conn.execute(
+                sa.text(
+                    f"CREATE INDEX IF NOT EXISTS {self.hnsw_index} ON {self.chunk_table}"
+                    " USING hnsw (embedding vector_cosine_ops)"
+                )
+            )
+
+    def vacuum(self) -> None:
+        import sqlalchemy as sa
+
+        with self.engine.connect() as conn:
+            conn = conn.execution_options(isolation_level="AUTOCOMMIT")  # VACUUM runs outside a transaction
+            for table in (self.chunk_table, *self.bm25_tables):
+                conn.execute(sa.text(f"VACUUM (ANALYZE) {table}"))
+
+    def _write_pending(self) -> None:
         from llama_index.core.schema import NodeRelationship, RelatedNodeInfo, TextNode
 
         store = self._vector_store
@@ -362,9 +529,6 @@ class PgStore:
             store.add(nodes)
         self.replace_terms([s for s, _, _ in self._pending], [c for _, cs, _ in self._pending for c in cs])
         self._pending.clear()
-        self.write_manifest(manifest)
-
-    commit = flush  # the last batch and the final manifest (complete = True) are written the same way
 
     def write_manifest(self, manifest: Manifest) -> None:
         self.write_manifest_json({**manifest.to_dict(), "vector_store": "pgvector", "pg_schema": PG_SCHEMA})
@@ -388,7 +552,7 @@ class PgStore:
         import sqlalchemy as sa
 
         with self.connect() as conn:
-            for table in (self.chunk_table, self.terms_table, self.manifest_table):
+            for table in (self.chunk_table, *self.bm25_tables, self.legacy_terms_table, self.manifest_table):
                 conn.execute(sa.text(f"DROP TABLE IF EXISTS {table}"))
         self._vector_store = None
         self._terms_ready = False
@@ -414,37 +578,103 @@ class PgStore:
         return self._vector_store
 
     def replace_terms(self, sources: list[str], chunks: list[Chunk]) -> None:
-        """Delete the BM25 rows of `sources`, then add one row per chunk (term counts and length)."""
+        """Delete the BM25 rows of `sources`, then add `chunks`' postings, keeping df, N and lengths current."""
+        with self.connect() as conn:
+            if not self._terms_ready:  # once per process, not once per batch
+                self._create_bm25_tables(conn)
+                self._terms_ready = True
+            if sources:
+                self._delete_terms(conn, sources)
+            if chunks:
+                self._add_terms(conn, chunks)
+
+    def _create_bm25_tables(self, conn: Any) -> None:
+        import sqlalchemy as sa
+
+        # COLLATE "C": terms are compared byte by byte (docqa's tokens are ASCII), faster than a locale's rules.
+        for sql in (
+            f"""CREATE TABLE IF NOT EXISTS {self.terms_table} (term text COLLATE "C" NOT NULL, doc int NOT NULL,
+                tf int NOT NULL, dl int NOT NULL, PRIMARY KEY (term, doc) INCLUDE (tf, dl))""",
+            f"""CREATE TABLE IF NOT EXISTS {self.bm25_chunks_table} (doc int GENERATED BY DEFAULT AS IDENTITY
+                PRIMARY KEY, node_id text NOT NULL UNIQUE, source text NOT NULL, doclen int NOT NULL,
+                terms text[] NOT NULL)""",
+            f"CREATE INDEX IF NOT EXISTS {self.bm25_chunks_table}_src ON {self.bm25_chunks_table} (source)",
+            f'CREATE TABLE IF NOT EXISTS {self.df_table} (term text COLLATE "C" PRIMARY KEY, df int NOT NULL)',
+            f"""CREATE TABLE IF NOT EXISTS {self.stats_table} (one boolean PRIMARY KEY DEFAULT true CHECK (one),
+                n bigint NOT NULL, total bigint NOT NULL)""",
+            f"INSERT INTO {self.stats_table} (n, total) VALUES (0, 0) ON CONFLICT DO NOTHING",
+        ):
+            conn.execute(sa.text(sql))
+
+    def _delete_terms(self, conn: Any, sources: list[str]) -> None:
+        """Take the chunks of `sources` out of the postings, the document frequencies and N/lengths."""
+        import sqlalchemy as sa
+
+        c = self.bm25_chunks_table
+        gone = f"SELECT d.doc, t.term FROM {c} d, unnest(d.terms) AS t(term) WHERE d.source = ANY(:s)"
+        for sql in (
+            f"""UPDATE {self.stats_table} SET n = n - g.k, total = total - g.len
+                FROM (SELECT count(*) AS k, coalesce(sum(doclen), 0) AS len FROM {c} WHERE source = ANY(:s)) g""",
+            f"""UPDATE {self.df_table} f SET df = f.df - g.k
+                FROM (SELECT term, count(*) AS k FROM ({gone}) x GROUP BY term) g WHERE f.term = g.term""",
+            f"DELETE FROM {self.df_table} WHERE df <= 0 AND term IN (SELECT term FROM ({gone}) x)",
+            f"DELETE FROM {self.terms_table} p USING ({gone}) g WHERE p.term = g.term AND p.doc = g.doc",
+            f"DELETE FROM {c} WHERE source = ANY(:s)",
+        ):
+            conn.execute(sa.text(sql), {"s": sources})
+
+    def _add_terms(self, conn: Any, chunks: list[Chunk]) -> None:
+        """Postings, document frequencies and N/lengths for `chunks` (arrays in, one statement per table)."""
         import sqlalchemy as sa
 
         from docqa.retrieve.bm25 import tokenize
 
-        with self.connect() as conn:
-            if not self._terms_ready:  # once per process, not once per batch
-                t = self.terms_table
-                conn.execute(
-                    sa.text(
-                        f"CREATE TABLE IF NOT EXISTS {t}"
-                        " (node_id text PRIMARY KEY, source text NOT NULL, tf jsonb NOT NULL, doclen int NOT NULL)"
-                    )
-                )
-                conn.execute(sa.text(f"CREATE INDEX IF NOT EXISTS {t}_tf ON {t} USING gin (tf)"))
-                conn.execute(sa.text(f"CREATE INDEX IF NOT EXISTS {t}_src ON {t} (source)"))
-                self._terms_ready = True
-            if sources:
-                conn.execute(sa.text(f"DELETE FROM {self.terms_table} WHERE source = ANY(:s)"), {"s": sources})
-            rows = []
-            for c in chunks:
-                tokens = tokenize(c.search_text)
-                rows.append({"id": c.id, "src": c.source, "tf": json.dumps(Counter(tokens)), "len": len(tokens)})
-            if rows:
-                conn.execute(
-                    sa.text(
-                        f"INSERT INTO {self.terms_table} (node_id, source, tf, doclen)"
-                        " VALUES (:id, :src, CAST(:tf AS jsonb), :len)"
-                    ),
-                    rows,
-                )
+        counts = [Counter(tokenize(c.search_text)) for c in chunks]
+        lengths = [sum(tf.values()) for tf in counts]
+        docs = dict(
+            conn.execute(
+                sa.text(
+                    f"INSERT INTO {self.bm25_chunks_table} (node_id, source, doclen, terms)"
+                    " SELECT i, s, l, string_to_array(t, ' ') FROM unnest(CAST(:ids AS text[]),"
+                    " CAST(:srcs AS text[]), CAST(:lens AS int[]), CAST(:terms AS text[])) AS u(i, s, l, t)"
+                    " RETURNING node_id, doc"
+                ),
+                {
+                    "ids": [c.id for c in chunks],
+                    "srcs": [c.source for c in chunks],
+                    "lens": lengths,
+                    "terms": [" ".join(tf) for tf in counts],  # tokens hold no spaces
+                },
+            ).all()
+        )
+        terms, doc_of, tfs, dls = [], [], [], []
+        for chunk, tf, length in zip(chunks, counts, lengths, strict=True):
+            doc = docs[chunk.id]
+            for term, f in tf.items():
+                terms.append(term)
+                doc_of.append(doc)
+                tfs.append(f)
+                dls.append(length)
+        df = Counter(terms)
+        conn.execute(
+            sa.text(
+                f"INSERT INTO {self.terms_table} (term, doc, tf, dl) SELECT * FROM unnest(CAST(:t AS text[]),"
+                " CAST(:d AS int[]), CAST(:f AS int[]), CAST(:l AS int[]))"
+            ),
+            {"t": terms, "d": doc_of, "f": tfs, "l": dls},
+        )
+        if df:
+            conn.execute(
+                sa.text(
+                    f"INSERT INTO {self.df_table} AS f (term, df) SELECT * FROM unnest(CAST(:t AS text[]),"
+                    " CAST(:k AS int[])) ON CONFLICT (term) DO UPDATE SET df = f.df + EXCLUDED.df"
+                ),
+                {"t": list(df), "k": list(df.values())},
+            )
+        conn.execute(
+            sa.text(f"UPDATE {self.stats_table} SET n = n + :k, total = total + :len"),
+            {"k": len(chunks), "len": sum(lengths)},
+        )
 
 
 def _vector_literal(vec: np.ndarray) -> str:
