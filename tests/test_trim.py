@@ -98,14 +98,14 @@ def scored(*scores: float) -> list:
 
 def test_dynamic_top_k_drops_a_far_lower_tail_and_renumbers():
     passages = scored(0.62, 0.55, 0.58, 0.31, 0.20)
-    got = dynamic_top_k("What is the cold store's capacity?", passages, gap=0.15)
+    got = dynamic_top_k("What is the cold store's capacity?", passages, gap=0.15, lexical_keep=0.0)
     assert [p.score for p in got] == [0.62, 0.55, 0.58]
     assert [p.n for p in got] == [1, 2, 3]
 
 
 def test_dynamic_top_k_keeps_at_least_two():
     passages = scored(0.9, 0.1, 0.1, 0.1)
-    got = dynamic_top_k("What is the cold store's capacity?", passages, gap=0.05)
+    got = dynamic_top_k("What is the cold store's capacity?", passages, gap=0.05, lexical_keep=0.0)
     assert [p.score for p in got] == [0.9, 0.1]
     assert len(dynamic_top_k("What is it?", scored(0.9, 0.1), gap=0.0, min_keep=2)) == 2
 
@@ -114,7 +114,7 @@ def test_dynamic_top_k_keeps_a_low_cosine_passage_that_holds_the_question_terms(
     passages = scored(0.7, 0.65, 0.3)
     passages[2] = replace(passages[2], chunk=replace(passages[2].chunk, text="The cold store capacity is 48 tonnes."))
     question = "What is the cold store capacity?"
-    assert len(dynamic_top_k(question, passages, gap=0.1)) == 2
+    assert len(dynamic_top_k(question, passages, gap=0.1, lexical_keep=0.0)) == 2
     assert len(dynamic_top_k(question, passages, gap=0.1, lexical_keep=0.75)) == 3
 
 
