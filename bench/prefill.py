@@ -66,7 +66,7 @@ def options() -> dict[str, Option]:
     """Every option the bench measures, by name: the full prompt, each lever alone, and combinations."""
     out: dict[str, Option] = {"full": lambda q, ps: list(ps)}
     for gap in (0.05, 0.1, 0.15, 0.2, 0.25):
-        out[f"topk gap={gap}"] = lambda q, ps, gap=gap: dynamic_top_k(q, ps, gap=gap)
+        out[f"topk gap={gap}"] = lambda q, ps, gap=gap: dynamic_top_k(q, ps, gap=gap, lexical_keep=0.0)
     for gap, lex in ((0.0, 0.75), (0.05, 0.9), (0.05, 0.5), (0.05, 0.75), (0.1, 0.5), (0.1, 0.75), (0.15, 0.75)):
         label = f"topk gap={gap} lex={lex}"
         out[label] = lambda q, ps, gap=gap, lex=lex: dynamic_top_k(q, ps, gap=gap, lexical_keep=lex)
