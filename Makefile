@@ -8,12 +8,16 @@ STAMP := $(VENV)/.installed
 
 .PHONY: chat test test-fast install browser postgres lint clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml requirements-openvino-export.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	# torch first, pinned: the CPU wheel (an unpinned torch would pull a multi-GB CUDA build)
 	$(BIN)/python -m pip install -q "torch==2.13.0"
 	$(BIN)/python -m pip install -q -e ".[dev]"
+	# The OpenVINO export toolchain, in its own folder: it needs an older transformers than docqa's
+	# (src/docqa/generate/ov.py). Used once per model, at the first OpenVINO start.
+	rm -rf $(VENV)/openvino-export
+	$(BIN)/python -m pip install -q --no-deps --target $(VENV)/openvino-export -r requirements-openvino-export.txt
 	touch $(STAMP)
 
 install: $(STAMP)

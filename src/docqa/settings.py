@@ -95,9 +95,17 @@ class Settings(BaseModel):
     # lowest-ranked passages) are skipped when measured speeds say the answer would run over.
     answer_budget_s: float | None = Field(None, gt=0)
 
-    # Backends (issue 7). `llm_backend = "openai"` sends generation to any OpenAI-compatible server
+    # Backends. "openvino": the generator exported once to OpenVINO (ov_weights) and run by OpenVINO
+    # GenAI, faster on CPUs without AMX (bench/README.md, "Generators"). "transformers": the reference.
+    # "auto": openvino on an x86 CPU with no GPU when its runtime and export toolchain are installed,
+    # else transformers (the log says why). "openai" sends generation to any OpenAI-compatible server
     # (vLLM, TGI, llama.cpp, Ollama, another `docqa serve --openai`); needs the `openai` extra.
-    llm_backend: Literal["transformers", "openai"] = "transformers"
+    llm_backend: Literal["auto", "transformers", "openvino", "openai"] = "auto"
+    # The OpenVINO copy's weights: int8 (per channel) answers as transformers does on the eval; int4
+    # (group 128) is smaller and faster but changes answers (eval/README.md).
+    ov_weights: Literal["int8", "int4"] = "int8"
+    # The export toolchain's folder (requirements-openvino-export.txt); None: <venv>/openvino-export.
+    ov_export_dir: Path | None = None
     openai_base_url: str | None = None  # e.g. http://127.0.0.1:8000/v1
     openai_model: str | None = None  # the model name the server knows
     openai_api_key: str | None = Field(None, repr=False)  # env DOCQA_OPENAI_API_KEY
@@ -109,6 +117,9 @@ class Settings(BaseModel):
     # The lexical ranking fused with pgvector's, both computed in PostgreSQL: "bm25" is Okapi BM25 in
     # SQL over docqa's tokens (ranks as the FAISS store does); "postgres" is PostgreSQL's ts_rank.
     pg_lexical: Literal["bm25", "postgres"] = "bm25"
+    # Dense search in PostgreSQL: "hnsw" uses pgvector's HNSW index (approximate, fast at 100k+ chunks;
+    # recall@k against exact search is in bench/README.md); "exact" scans every row (ranks like FAISS's flat index).
+    pg_dense: Literal["hnsw", "exact"] = "hnsw"
 
     # Web server.
     host: str = "127.0.0.1"
@@ -119,7 +130,7 @@ class Settings(BaseModel):
     queue_size: int = Field(16, ge=1)
     mcp_server: bool = False  # expose `ask` as an MCP tool (needs the `mcp` extra; not with a login)
 
-    @field_validator("docs_dir", "index_dir", "prompts_dir", "cache_dir", "settings_file")
+    @field_validator("docs_dir", "index_dir", "prompts_dir", "cache_dir", "settings_file", "ov_export_dir")
     @classmethod
     def _expand(cls, value: Path | None) -> Path | None:
         return value.expanduser() if value is not None else None
