@@ -79,6 +79,11 @@ class Settings(BaseModel):
     # Search each part of a multi-part or comparison question too, so every part's best passage is
     # among the top_k (answering/question.split_parts, retrieve/parts.cover_parts).
     search_parts: bool = True
+    # Fewer prompt tokens (prefill is most of an answer's time on a CPU): drop passages 3+ whose cosine
+    # is over 0.05 below the best unless they hold the question's terms, and give the model only the
+    # sentences that share the question's terms, with one neighbour each side (answering/trim.py). It cut
+    # prompts 7-14 % with no evidence lost on three collections (bench/README.md, "Less to prefill").
+    prompt_trim: bool = True
     # Best dense cosine below this: abstain without calling the model. `docqa eval --calibrate` on the
     # bundled set put it at 0.175 (answerable questions scored >= 0.22, off-topic ones <= 0.13).
     min_score: float = Field(0.175, ge=-1, le=1)

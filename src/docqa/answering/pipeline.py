@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from docqa.answering import checks
@@ -17,6 +17,7 @@ from docqa.answering.budget import SpeedModel, fit_budget
 from docqa.answering.prompting import Prompts
 from docqa.answering.question import History, clean_question, needs_rewrite, paired_with_last, rewrite, split_parts
 from docqa.answering.shapes import complete_list, complete_parts, shape
+from docqa.answering.trim import dynamic_top_k, trim_sentences
 from docqa.errors import DocsError
 from docqa.generate import Generator, count_text_tokens, load_generator
 from docqa.generate.weights import log
@@ -242,6 +243,8 @@ class Pipeline:
         parts = split_parts(turn.query) if s.search_parts else []
         if parts:  # a multi-part or comparison question: each part's best passage gets a slot
             found = cover_parts(found, [retriever.retrieve(p, k, mode) for p in parts], k, s.dedup_threshold)
+        if s.prompt_trim:  # passages far below the best go; the judge and citations follow the new numbers
+            found = replace(found, passages=dynamic_top_k(turn.query, found.passages))
         turn.timings["retrieve_ms"] = ms(t0)
         if s.answer_budget_s:
             seconds_left = s.answer_budget_s - turn.elapsed_ms() / 1000
@@ -310,7 +313,10 @@ class Pipeline:
         apply to one sentence (`checks.CheckedStream`): nothing unchecked is ever shown, and
         nothing at all after a sentence fails or declines.
         """
-        messages = self.prompts.answer_messages(turn.query, passages, system, hint=shape(turn.query).hint)
+        # The model reads the passages' sentences that bear on the question (prompt_trim); the checks
+        # below hold its draft against the whole passages.
+        shown = trim_sentences(turn.query, passages) if self.settings.prompt_trim else passages
+        messages = self.prompts.answer_messages(turn.query, shown, system, hint=shape(turn.query).hint)
         generator = self.generator
         gate = checks.CheckedStream(passages, [turn.query, turn.text])
         t0 = time.perf_counter()
