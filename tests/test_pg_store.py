@@ -258,13 +258,15 @@ def test_postings_bm25_is_docqa_bm25_after_removes_and_readds(pg_settings, embed
     import docqa.stores.pgvector as pgmod
     from docqa.retrieve.bm25 import BM25, tokenize
 
-    monkeypatch.setattr(pgmod, "BM25_FIRST_POSTINGS", first_postings)  # 1: the pruned (MaxScore) passes run
+    if first_postings == 1:  # the pruned passes run: the rarest term's postings, the best chunk or few
+        monkeypatch.setattr(pgmod, "BM25_FIRST_POSTINGS", 1)
+        monkeypatch.setattr(pgmod, "BM25_FIRST_CANDIDATES", 1)
     passes: list[tuple[int, int]] = []
     real_pass = PgStore._bm25_pass
 
-    def counted(self, conn, terms, weights, k, avgdl, n):
+    def counted(self, conn, terms, weights, k, *args):
         passes.append((k, len(terms)))
-        return real_pass(self, conn, terms, weights, k, avgdl, n)
+        return real_pass(self, conn, terms, weights, k, *args)
 
     monkeypatch.setattr(PgStore, "_bm25_pass", counted)
     write_docs(docs, 6)
@@ -338,3 +340,51 @@ def test_layout_2_index_is_rebuilt_with_postings_and_hnsw(pg_settings, embedder)
         assert all(PgStore._exists(conn, t) for t in db.bm25_tables)
     assert hnsw_indexes(db) == [db.hnsw_index]
     assert open_retriever(pg_settings, embedder).retrieve("tonnes of tea", 2, "bm25").passages
+
+
+@pytest.mark.parametrize(("seed", "lookups"), [(1, 2000), (2, 2000), (3, 0)])
+def test_pruned_bm25_is_exact_on_a_random_collection(pg_settings, monkeypatch, seed, lookups):
+    """Zipf words in chunks of 3 to 80 words: the pruned passes (first pass on the rarest term, few
+    chunks kept) must give the exact top n, the left-out chunks' bounds taken into account.
+    lookups = 0: a pass that finds chunks it would still have to complete goes on with more terms."""
+    import numpy as np
+
+    import docqa.stores.pgvector as pgmod
+    from docqa.retrieve.bm25 import BM25
+    from docqa.stores.manifest import Manifest
+    from docqa.types import Chunk
+
+    monkeypatch.setattr(pgmod, "BM25_FIRST_POSTINGS", 1)
+    monkeypatch.setattr(pgmod, "BM25_FIRST_CANDIDATES", 1)
+    monkeypatch.setattr(pgmod, "BM25_MAX_LOOKUPS", lookups)
+    rng = np.random.default_rng(seed)
+    words = [f"w{i}x" for i in range(300)]
+    p = 1.0 / np.arange(1, 301)
+    p /= p.sum()
+    chunks = []
+    for i in range(400):
+        text = " ".join(rng.choice(words, size=int(rng.integers(3, 81)), p=p))
+        chunks.append(Chunk(f"c{i:05d}", f"f{i // 10}.txt", text, 0, len(text)))
+    db = PgStore(pg_settings)
+    manifest = Manifest("none", 4, {"chunk_tokens": 128}, 1, "/docs")
+    db.begin(manifest, None)
+    for a in range(0, len(chunks), 10):
+        db.put(chunks[a].source, chunks[a : a + 10], rng.standard_normal((10, 4)).astype(np.float32))
+    db.commit(manifest)
+    memory = BM25([c.text for c in chunks])
+    passes = {"pruned": 0}
+    real_pass = PgStore._bm25_pass
+
+    def counted(self, conn, terms, weights, k, *args):
+        passes["pruned"] += k < len(terms)
+        return real_pass(self, conn, terms, weights, k, *args)
+
+    monkeypatch.setattr(PgStore, "_bm25_pass", counted)
+    for _ in range(60):
+        query = " ".join(rng.choice(words, size=int(rng.integers(2, 6)), p=np.sqrt(p) / np.sqrt(p).sum()))
+        want = {chunks[i].id: score for i, score in enumerate(memory.scores(query)) if score > 0}
+        for n in (1, 3, 10):
+            got = db.bm25(query, n)
+            assert [s for _, s in got] == pytest.approx(sorted(want.values(), reverse=True)[:n], rel=1e-5), (query, n)
+            assert all(want[i] == pytest.approx(s, rel=1e-5) for i, s in got), (query, n)
+    assert passes["pruned"] > 60  # most rankings went through the pruned passes

@@ -22,9 +22,10 @@ bench/README.md) or scans every row (`pg_dense = "exact"`: ranks like FAISS's fl
 index is built after the rows are written, at the end of an update, and kept up to date by later
 ones. The lexical ranking is computed by PostgreSQL. With `pg_lexical = "bm25"` (the default) it is
 Okapi BM25 over the postings, with the same tokens, k1, b and idf as the FAISS store's BM25, so
-retrieval ranks as it does on FAISS and nothing is held in memory. Chunks holding only common query
-terms are skipped when those terms' largest possible scores can't reach the n-th best score found
-(MaxScore), so the ranking is exact without reading a common term's postings. With
+retrieval ranks as it does on FAISS and nothing is held in memory. The postings of common query
+terms are not read when their largest possible scores can't lift a chunk into the top n (a
+MaxScore-style bound, see PgStore.bm25): the top n stays exact, and a query's cost follows its rare
+terms, not the collection's size. With
 `pg_lexical = "postgres"` it is PostgreSQL's own full-text ranking (ts_rank over the english
 tsvector, through llama-index's hybrid search), which ranks differently. Either ranking is fused
 with the dense one by the same weighted RRF.
@@ -44,7 +45,7 @@ import json
 import time
 import zlib
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -65,7 +66,10 @@ HNSW_EF_MIN = 40
 HNSW_EF_PER_RESULT = 2
 HNSW_MAX_DIM = 2000  # pgvector's HNSW indexes vectors of up to 2,000 dimensions; wider ones are scanned
 HNSW_BUILD_MEMORY = "512MB"  # maintenance_work_mem while the index is built: 100k x 384-d fits in memory
-BM25_FIRST_POSTINGS = 2000  # BM25's first pass scores the chunks holding the rarest terms, about this many
+BM25_FIRST_POSTINGS = 10_000  # BM25's first pass reads the rarest query terms' postings, about this many
+BM25_FIRST_CANDIDATES = 50  # ... completes the scores of its best chunks, at least this many (and 2 n),
+BM25_MAX_LOOKUPS = 2000  # ... then of those chunks that may still rank, unless more than this: then more terms
+BM25_MARGIN = 1e-9  # relative: a bound must stay this far below the n-th best score to leave chunks out
 
 
 def hnsw_ef_search(n: int) -> int:
@@ -77,36 +81,35 @@ def hnsw_ef_search(n: int) -> int:
     return max(HNSW_EF_MIN, HNSW_EF_PER_RESULT * n)
 
 
-def maxscore_split(dfs: list[int], bounds: list[float], theta: float | None, first: int) -> int:
-    """How many of the query terms (rarest first) a BM25 pass must take its candidate chunks from.
+def rarest_terms(dfs: list[int], budget: int) -> int:
+    """How many of the query terms (rarest first) hold about `budget` postings together (at least one).
 
-    `bounds` are the terms' largest possible scores (idf * (k1 + 1)), `theta` the n-th best score
-    found so far (None: fewer than n chunks found). A chunk holding none of the first k terms scores
-    at most the sum of the other terms' bounds, so once that sum is below theta, those chunks can't
-    reach the top n (MaxScore). Without theta: the rarest terms up to `first` postings (at least one).
+    >>> rarest_terms([10, 500, 90000], 2000), rarest_terms([5000, 9000], 2000)
+    (2, 1)
+    """
+    k, seen = 1, dfs[0]
+    while k < len(dfs) and seen + dfs[k] <= budget:
+        seen += dfs[k]
+        k += 1
+    return k
 
-    >>> maxscore_split([10, 500, 90000], [9.0, 5.0, 0.2], None, 2000)
-    2
-    >>> maxscore_split([10, 500, 90000], [9.0, 5.0, 0.2], 8.0, 2000)  # 5.0 + 0.2 < 8: only the rarest term's chunks
-    1
-    >>> maxscore_split([10, 500, 90000], [9.0, 5.0, 0.2], 3.0, 2000)  # 5.2 >= 3 > 0.2
-    2
-    >>> maxscore_split([10, 500, 90000], [9.0, 5.0, 0.2], 0.1, 2000)  # every term's chunks
+
+def terms_needed(rest: list[float], theta: float) -> int:
+    """The fewest leading terms whose chunks must be scored when the n-th best score is at least `theta`.
+
+    `rest[k]` bounds what the terms from the k-th on can add to a chunk's score together (rest[-1] = 0):
+    a chunk holding none of the first k terms scores at most rest[k], so below theta it can't rank.
+    The margin covers the rounding of the sums.
+
+    >>> terms_needed([14.2, 5.2, 0.2, 0.0], 8.0), terms_needed([14.2, 5.2, 0.2, 0.0], 3.0)
+    (1, 2)
+    >>> terms_needed([14.2, 5.2, 0.2, 0.0], 0.1)
     3
     """
-    if theta is None:
-        k, seen = 1, dfs[0]
-        while k < len(dfs) and seen + dfs[k] <= first:
-            seen += dfs[k]
-            k += 1
-        return k
-    k, rest = len(bounds), 0.0
-    # Walk back from the commonest term while the left-out bounds stay below theta (with a margin
-    # for the rounding of the sums: a left-out chunk must score strictly less than the n-th best).
-    while k > 0 and (rest + bounds[k - 1]) * (1 + 1e-9) < theta:
-        rest += bounds[k - 1]
-        k -= 1
-    return max(k, 1)
+    k = 0
+    while k < len(rest) - 1 and rest[k] * (1 + BM25_MARGIN) >= theta:
+        k += 1
+    return k
 
 
 def sqlalchemy_urls(pg_url: str) -> tuple[str, str]:
@@ -337,14 +340,19 @@ class PgStore:
     def bm25(self, query: str, n: int) -> list[tuple[str, float]]:
         """(chunk id, score) by Okapi BM25, best first, computed in PostgreSQL (the scores of bm25.BM25).
 
-        The first pass scores the chunks holding the rarest query terms (by all query terms); the
-        n-th best score then says which common terms can be left out of the candidates (MaxScore,
-        see maxscore_split). If more terms are needed, a second pass takes them; the result is the
-        exact top n either way, ties ranked by the chunk's BM25 number.
+        The exact top n, without reading every posting of the common query terms where that can't
+        change it. A pass reads the postings of the rarest terms (the first k: their partial
+        scores), completes the scores of the m best of those chunks by looking up the other terms,
+        takes the n-th best as theta, and completes every other chunk whose partial score plus the
+        other terms' bounds (idf * the largest tf-part any of their postings can have) reaches theta.
+        A chunk holding none of the first k terms scores at most those bounds together: when they are
+        below the n-th best score, the pass's top n is the exact top n. Else the next pass reads as
+        many terms as that score says are needed, and at last every posting of every query term is
+        scored. Ties rank by the chunk's BM25 number.
         """
         import sqlalchemy as sa
 
-        from docqa.retrieve.bm25 import K1, idf, tokenize
+        from docqa.retrieve.bm25 import K1, B, idf, tokenize
 
         terms = sorted(set(tokenize(query)))
         if not terms or n <= 0:
@@ -352,51 +360,107 @@ class PgStore:
         with self.connect(snapshot=True) as conn:
             stats = conn.execute(sa.text(f"SELECT n, total FROM {self.stats_table}")).one_or_none()
             found = conn.execute(
-                sa.text(f"SELECT term, df FROM {self.df_table} WHERE term = ANY(:t) AND df > 0"), {"t": terms}
+                sa.text(f"SELECT term, df, max_tf, min_dl FROM {self.df_table} WHERE term = ANY(:t) AND df > 0"),
+                {"t": terms},
             ).all()
             if not stats or not stats[0] or not found:
                 return []
             n_docs, avgdl = int(stats[0]), max(float(stats[1]) / float(stats[0]), 1e-9)
+            c1, c2 = K1 * (1 - B), K1 * B / avgdl  # a posting scores w * tf / (tf + c1 + c2 * dl)
             found.sort(key=lambda row: (row[1], row[0]))  # rarest first
-            order = [term for term, _ in found]
-            weights = [idf(n_docs, int(df)) * (K1 + 1) for _, df in found]  # also each term's score bound
-            dfs = [int(df) for _, df in found]
-            k = maxscore_split(dfs, weights, None, BM25_FIRST_POSTINGS)
-            rows = self._bm25_pass(conn, order, weights, k, avgdl, n)
-            if k < len(order):  # fewer than n chunks found: any chunk holding a query term may rank
-                again = maxscore_split(dfs, weights, rows[-1][1], 0) if len(rows) == n else len(order)
-                if again > k:
-                    rows = self._bm25_pass(conn, order, weights, again, avgdl, n)
+            order = [row[0] for row in found]
+            dfs = [int(row[1]) for row in found]
+            weights = [idf(n_docs, df) * (K1 + 1) for df in dfs]
+            bounds = [w * tf / (tf + c1 + c2 * dl) for w, (_, _, tf, dl) in zip(weights, found, strict=True)]
+            rest = [sum(bounds[k:]) for k in range(len(bounds) + 1)]
+            k = rarest_terms(dfs, BM25_FIRST_POSTINGS)
+            m = max(BM25_FIRST_CANDIDATES, 2 * n)
+            for _ in range(3):
+                if k >= len(order):
+                    break
+                rows, capped = self._bm25_pass(conn, order, weights, k, rest[k] * (1 + BM25_MARGIN), m, c1, c2, n)
+                theta = rows[n - 1][1] if len(rows) >= n else None
+                if theta is not None and not capped and rest[k] * (1 + BM25_MARGIN) < theta:
+                    return rows
+                k = max(k + 1, terms_needed(rest, theta) if theta is not None else 0)
+            rows, _ = self._bm25_pass(conn, order, weights, len(order), 0.0, m, c1, c2, n)
         return rows
 
     def _bm25_pass(
-        self, conn: Any, terms: list[str], weights: list[float], k: int, avgdl: float, n: int
-    ) -> list[tuple[str, float]]:
-        """The top n of the chunks holding any of the first k terms, scored by all terms."""
+        self,
+        conn: Any,
+        terms: list[str],
+        weights: list[float],
+        k: int,
+        rest: float,
+        m: int,
+        c1: float,
+        c2: float,
+        n: int,
+    ) -> tuple[list[tuple[str, float]], bool]:
+        """The top n of the chunks holding any of the first k terms, and whether some went unscored.
+
+        Partial scores by the first k terms; complete scores (the other terms looked up per chunk)
+        for the best m, then for every chunk whose partial score + `rest` (the other terms' bounds)
+        reaches the n-th best complete score (theta) so far, unless there are more than
+        BM25_MAX_LOOKUPS of those (then `capped`). With k = all terms: every chunk, no lookups.
+        """
         import sqlalchemy as sa
 
-        from docqa.retrieve.bm25 import K1, B
-
-        score = f"q.w * p.tf / (p.tf + {K1!r} * (1 - {B!r} + {B!r} * p.dl / CAST(:avgdl AS float8)))"
+        score = "q.w * p.tf / (p.tf + CAST(:c1 AS float8) + CAST(:c2 AS float8) * p.dl)"
+        q = "unnest(CAST(:terms AS text[]), CAST(:w AS float8[])) AS q(term, w)"
         if k >= len(terms):  # every chunk holding a query term: one range read per term
-            scored = f"""
-                SELECT p.doc, sum({score}) AS score
-                FROM q JOIN {self.terms_table} p ON p.term = q.term
-                GROUP BY p.doc ORDER BY score DESC, p.doc LIMIT :n"""
-        else:  # the chunks holding the first k terms, each scored by looking up all terms
-            scored = f"""
-                SELECT p.doc, sum({score}) AS score
-                FROM (SELECT DISTINCT doc FROM {self.terms_table} WHERE term = ANY(:first)) c
-                JOIN {self.terms_table} p ON p.doc = c.doc AND p.term = ANY(:terms)
-                JOIN q ON q.term = p.term
-                GROUP BY p.doc ORDER BY score DESC, p.doc LIMIT :n"""
-        sql = f"""
-            WITH q AS (SELECT * FROM unnest(CAST(:terms AS text[]), CAST(:w AS float8[])) AS q(term, w)),
-            s AS ({scored})
-            SELECT c.node_id, s.score FROM s JOIN {self.bm25_chunks_table} c ON c.doc = s.doc
-            ORDER BY s.score DESC, s.doc"""
-        params = {"terms": terms, "w": weights, "first": terms[:k], "avgdl": avgdl, "n": n}
-        return [(node_id, float(score)) for node_id, score in conn.execute(sa.text(sql), params)]
+            sql = f"""
+                WITH s AS (
+                    SELECT p.doc, sum({score}) AS score FROM {q} JOIN {self.terms_table} p ON p.term = q.term
+                    GROUP BY p.doc ORDER BY score DESC, p.doc LIMIT :n
+                )
+                SELECT c.node_id, s.score, false FROM s JOIN {self.bm25_chunks_table} c ON c.doc = s.doc
+                ORDER BY s.score DESC, s.doc"""
+        else:
+            lookup = f"""LEFT JOIN LATERAL (
+                    SELECT sum({score}) AS rest FROM unnest(CAST(:others AS text[]), CAST(:wothers AS float8[]))
+                    AS q(term, w) JOIN {self.terms_table} p ON p.term = q.term AND p.doc = e.doc
+                ) x ON true"""
+            sql = f"""
+                WITH e AS MATERIALIZED (
+                    SELECT p.doc, sum({score}) AS part FROM {q} JOIN {self.terms_table} p ON p.term = q.term
+                    WHERE q.term = ANY(:first) GROUP BY p.doc
+                ),
+                best AS MATERIALIZED (
+                    SELECT e.doc, e.part + coalesce(x.rest, 0) AS score
+                    FROM (SELECT * FROM e ORDER BY part DESC, doc LIMIT :m) e {lookup}
+                ),
+                theta AS MATERIALIZED (SELECT score FROM best ORDER BY score DESC OFFSET :n - 1 LIMIT 1),
+                todo AS MATERIALIZED (
+                    SELECT e.* FROM e WHERE e.part + :rest >= (SELECT score FROM theta)
+                    AND e.doc NOT IN (SELECT doc FROM best)
+                ),
+                capped AS MATERIALIZED (SELECT count(*) > :cap AS capped FROM todo),
+                more AS (
+                    SELECT e.doc, e.part + coalesce(x.rest, 0) AS score
+                    FROM todo e {lookup} WHERE NOT (SELECT capped FROM capped)
+                ),
+                s AS (
+                    SELECT * FROM (SELECT * FROM best UNION ALL SELECT * FROM more) a ORDER BY score DESC, doc LIMIT :n
+                )
+                SELECT c.node_id, s.score, (SELECT capped FROM capped)
+                FROM s JOIN {self.bm25_chunks_table} c ON c.doc = s.doc ORDER BY s.score DESC, s.doc"""
+        params = {
+            "terms": terms,
+            "w": weights,
+            "first": terms[:k],
+            "others": terms[k:],
+            "wothers": weights[k:],
+            "c1": c1,
+            "c2": c2,
+            "rest": rest,
+            "m": m,
+            "n": n,
+            "cap": BM25_MAX_LOOKUPS,
+        }
+        rows = conn.execute(sa.text(sql), params).all()
+        return [(row[0], float(row[1])) for row in rows], bool(rows and rows[0][2])
 
     def chunks_for(self, keys: list[str]) -> dict[str, Chunk]:
         import sqlalchemy as sa
@@ -599,7 +663,10 @@ class PgStore:
                 PRIMARY KEY, node_id text NOT NULL UNIQUE, source text NOT NULL, doclen int NOT NULL,
                 terms text[] NOT NULL)""",
             f"CREATE INDEX IF NOT EXISTS {self.bm25_chunks_table}_src ON {self.bm25_chunks_table} (source)",
-            f'CREATE TABLE IF NOT EXISTS {self.df_table} (term text COLLATE "C" PRIMARY KEY, df int NOT NULL)',
+            # max_tf and min_dl bound what any posting of the term can score; a delete leaves them
+            # as they were (still bounds, if looser), the next insert of the term widens them if needed
+            f"""CREATE TABLE IF NOT EXISTS {self.df_table} (term text COLLATE "C" PRIMARY KEY, df int NOT NULL,
+                max_tf int NOT NULL, min_dl int NOT NULL)""",
             f"""CREATE TABLE IF NOT EXISTS {self.stats_table} (one boolean PRIMARY KEY DEFAULT true CHECK (one),
                 n bigint NOT NULL, total bigint NOT NULL)""",
             f"INSERT INTO {self.stats_table} (n, total) VALUES (0, 0) ON CONFLICT DO NOTHING",
@@ -647,34 +714,55 @@ class PgStore:
                 },
             ).all()
         )
-        terms, doc_of, tfs, dls = [], [], [], []
-        for chunk, tf, length in zip(chunks, counts, lengths, strict=True):
-            doc = docs[chunk.id]
-            for term, f in tf.items():
-                terms.append(term)
-                doc_of.append(doc)
-                tfs.append(f)
-                dls.append(length)
-        df = Counter(terms)
+        # In primary-key order, so the index is filled page by page, not at random places.
+        rows = sorted(
+            (term, docs[chunk.id], f, length)
+            for chunk, tf, length in zip(chunks, counts, lengths, strict=True)
+            for term, f in tf.items()
+        )
+        df: Counter[str] = Counter()
+        max_tf: dict[str, int] = {}
+        min_dl: dict[str, int] = {}
+        for term, _, f, dl in rows:
+            df[term] += 1
+            max_tf[term] = max(max_tf.get(term, 0), f)
+            min_dl[term] = min(min_dl.get(term, dl), dl)
+        # Array literals ('{"a","b"}'), parsed once, not bound lists (ARRAY['a', 'b', ...] expressions: 4x slower).
         conn.execute(
             sa.text(
                 f"INSERT INTO {self.terms_table} (term, doc, tf, dl) SELECT * FROM unnest(CAST(:t AS text[]),"
                 " CAST(:d AS int[]), CAST(:f AS int[]), CAST(:l AS int[]))"
             ),
-            {"t": terms, "d": doc_of, "f": tfs, "l": dls},
+            {k: _array_literal(row[j] for row in rows) for j, k in enumerate("tdfl")},
         )
         if df:
             conn.execute(
                 sa.text(
-                    f"INSERT INTO {self.df_table} AS f (term, df) SELECT * FROM unnest(CAST(:t AS text[]),"
-                    " CAST(:k AS int[])) ON CONFLICT (term) DO UPDATE SET df = f.df + EXCLUDED.df"
+                    f"INSERT INTO {self.df_table} AS f (term, df, max_tf, min_dl) SELECT * FROM unnest("
+                    "CAST(:t AS text[]), CAST(:k AS int[]), CAST(:tf AS int[]), CAST(:dl AS int[]))"
+                    " ON CONFLICT (term) DO UPDATE SET df = f.df + EXCLUDED.df,"
+                    " max_tf = greatest(f.max_tf, EXCLUDED.max_tf), min_dl = least(f.min_dl, EXCLUDED.min_dl)"
                 ),
-                {"t": list(df), "k": list(df.values())},
+                {
+                    "t": _array_literal(df),
+                    "k": _array_literal(df.values()),
+                    "tf": _array_literal(max_tf[t] for t in df),
+                    "dl": _array_literal(min_dl[t] for t in df),
+                },
             )
         conn.execute(
             sa.text(f"UPDATE {self.stats_table} SET n = n + :k, total = total + :len"),
             {"k": len(chunks), "len": sum(lengths)},
         )
+
+
+def _array_literal(items: Iterable[str | int]) -> str:
+    """A PostgreSQL array literal of docqa's tokens (no quotes or backslashes in them) or integers.
+
+    >>> _array_literal(["1,000", "tea"]), _array_literal([3, 4])
+    ('{"1,000","tea"}', '{"3","4"}')
+    """
+    return "{" + ",".join(f'"{item}"' for item in items) + "}"
 
 
 def _vector_literal(vec: np.ndarray) -> str:
