@@ -30,13 +30,21 @@ from docqa.cpu import cpu_summary, describe_cpu  # noqa: E402
 
 def load(backend: str, settings):
     """A generator for a backend name: transformers, openvino-int8, openvino-int4, or llama.cpp."""
-    from docqa.generate import load_generator
+    from docqa.generate import PROFILE_MODELS, load_generator
 
     if backend == "transformers":
         return load_generator(settings.model_copy(update={"llm_backend": "transformers"}))
-    if backend.startswith("openvino-"):
-        weights = backend.removeprefix("openvino-")
-        return load_generator(settings.model_copy(update={"llm_backend": "openvino", "ov_weights": weights}))
+    if backend.startswith("openvino-"):  # openvino-int8, openvino-int4, openvino-int8+lookup, openvino-int8+prefix
+        from docqa.generate import ov
+
+        weights, _, variant = backend.removeprefix("openvino-").partition("+")
+        s = settings.model_copy(update={"llm_backend": "openvino", "ov_weights": weights})
+        if not variant:
+            return load_generator(s)
+        folder = ov.ov_dir(s.resolved_cache_dir, PROFILE_MODELS[s.profile], weights)
+        load_generator(s)  # exports the copy when it isn't cached yet
+        lookup = s.prompt_lookup_tokens if variant == "lookup" else 0
+        return ov.OpenVINOGenerator(backend, folder, s.threads, lookup, prefix_cache=variant == "prefix")
     if backend == "llama.cpp":
         return LlamaCpp(settings)
     raise SystemExit(f"unknown backend {backend}")
