@@ -222,6 +222,18 @@ def test_hnsw_index_and_both_dense_searches(pg_settings, embedder, docs):
     update_index(pg_settings, embedder)
     db = PgStore(pg_settings)
     assert hnsw_indexes(db) == [db.hnsw_index]
+    some = open_retriever(pg_settings, embedder).chunks[0]
+    with db.connect() as conn:  # chunks_for and cosines find rows by node id through an index
+        import sqlalchemy as sa
+
+        conn.execute(sa.text("SET LOCAL enable_seqscan = off"))
+        plan = "\n".join(
+            r[0]
+            for r in conn.execute(
+                sa.text(f"EXPLAIN SELECT * FROM {db.chunk_table} WHERE node_id = ANY(:i)"), {"i": [some.id]}
+            )
+        )
+    assert f"{db.chunk_table}_node" in plan
     chunks = open_retriever(pg_settings, embedder).chunks
     assert len(chunks) >= 7
     vectors = embedder.embed([c.search_text for c in chunks])

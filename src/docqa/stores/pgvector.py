@@ -550,9 +550,11 @@ class PgStore:
         self.vacuum()
 
     def build_dense_index(self) -> None:
-        """Create the HNSW index on the embeddings (cosine) unless it exists."""
+        """Create the HNSW index on the embeddings (cosine), and one on node ids, unless they exist."""
         import sqlalchemy as sa
 
+        with self.connect() as conn:  # chunks_for and cosines look rows up by node id; llama-index has no index
+            conn.execute(sa.text(f"CREATE INDEX IF NOT EXISTS {self.chunk_table}_node ON {self.chunk_table} (node_id)"))
         if (self._dim or 0) > HNSW_MAX_DIM:
             return  # pgvector can't index it: dense search scans every row
         with self.connect() as conn:
