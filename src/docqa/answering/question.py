@@ -78,7 +78,7 @@ def rewrite(question: str, history: History, generator: Generator, prompts: Prom
 
 # Where a question asks a second thing: "..., and what ...", "...; ...", "...? And ...".
 _CLAUSE = re.compile(
-    r"\s*(?:[;?]\s+|,?\s+and\s+(?=(?:(?:by|in|for|from|to|at|on|with|since|until|after|before|under)\s+)?"
+    r"\s*(?:[;?]\s+|,?\s+and\s+(?=(?:(?:by|in|into|for|from|to|at|on|of|with|since|until|after|before|under|during|through)\s+)?"
     r"(?:what|which|how|why|when|where|who|whose|is|are|does|do|did|can|was|were)\b))",
     re.I,
 )
@@ -101,6 +101,8 @@ def split_parts(question: str) -> list[str]:
     ['How do the default values of work_mem compare?', 'How do the default values of maintenance_work_mem compare?']
     >>> split_parts("What was the rate in 2019, and by which year was poverty to end?")
     ['What was the rate in 2019', 'by which year was poverty to end?']
+    >>> split_parts("Which meeting adopted the strategy, and into which document was it written?")
+    ['Which meeting adopted the strategy', 'into which document was it written?']
     >>> split_parts("When does the harvest begin?")
     []
     """
