@@ -207,6 +207,7 @@ class PgStore:
         self._manifest: Manifest | None = None
         self._chunks: list[Chunk] | None = None
         self._pending: list[tuple[str, list[Chunk], np.ndarray]] = []  # put, not yet flushed
+        self._fetched: dict[str, Chunk] = {}  # rows read by the last cosines(), for the chunks_for() after it
 
     @property
     def batch_chunks(self) -> int:
@@ -359,14 +360,17 @@ class PgStore:
         if not terms or n <= 0:
             return []
         with self.connect(snapshot=True) as conn:
-            stats = conn.execute(sa.text(f"SELECT n, total FROM {self.stats_table}")).one_or_none()
-            found = conn.execute(
-                sa.text(f"SELECT term, df, max_tf, min_dl FROM {self.df_table} WHERE term = ANY(:t) AND df > 0"),
+            rows = conn.execute(  # N and total length with each query term's df and bounds, in one round trip
+                sa.text(
+                    f"SELECT s.n, s.total, f.term, f.df, f.max_tf, f.min_dl FROM {self.stats_table} s"
+                    f" JOIN {self.df_table} f ON f.term = ANY(:t) AND f.df > 0"
+                ),
                 {"t": terms},
             ).all()
-            if not stats or not stats[0] or not found:
+            if not rows or not rows[0][0]:
                 return []
-            n_docs, avgdl = int(stats[0]), max(float(stats[1]) / float(stats[0]), 1e-9)
+            n_docs, avgdl = int(rows[0][0]), max(float(rows[0][1]) / float(rows[0][0]), 1e-9)
+            found = [row[2:] for row in rows]
             c1, c2 = K1 * (1 - B), K1 * B / avgdl  # a posting scores w * tf / (tf + c1 + c2 * dl)
             found.sort(key=lambda row: (row[1], row[0]))  # rarest first
             order = [row[0] for row in found]
@@ -468,6 +472,9 @@ class PgStore:
 
         if not keys:
             return {}
+        fetched, self._fetched = self._fetched, {}
+        if all(key in fetched for key in keys):  # read with the cosines just before (the retriever's order)
+            return {key: fetched[key] for key in keys}
         with self.connect() as conn:
             rows = conn.execute(
                 sa.text(f"SELECT node_id, text, metadata_ FROM {self.chunk_table} WHERE node_id = ANY(:ids)"),
@@ -476,7 +483,11 @@ class PgStore:
         return {node_id: chunk_from_row(text, meta) for node_id, text, meta in rows}
 
     def cosines(self, keys: list[str], qvec: np.ndarray) -> dict[str, float]:
-        """Cosine of the query to each listed chunk (pgvector's <=> is cosine distance)."""
+        """Cosine of the query to each listed chunk (pgvector's <=> is cosine distance).
+
+        The chunks' rows come along and are kept for the `chunks_for(keys)` that follows in the
+        retriever: one round trip fewer per question.
+        """
         import sqlalchemy as sa
 
         if not keys:
@@ -484,12 +495,13 @@ class PgStore:
         with self.connect() as conn:
             rows = conn.execute(
                 sa.text(
-                    f"SELECT node_id, 1 - (embedding <=> CAST(:q AS vector)) FROM {self.chunk_table}"
+                    f"SELECT node_id, 1 - (embedding <=> CAST(:q AS vector)), text, metadata_ FROM {self.chunk_table}"
                     " WHERE node_id = ANY(:ids)"
                 ),
                 {"q": _vector_literal(qvec), "ids": keys},
             ).all()
-        return {node_id: float(cos) for node_id, cos in rows}
+        self._fetched = {node_id: chunk_from_row(text, meta) for node_id, _, text, meta in rows}
+        return {node_id: float(cos) for node_id, cos, _, _ in rows}
 
     # --- writing --------------------------------------------------------------------------------
     @contextmanager
