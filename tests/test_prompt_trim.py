@@ -30,7 +30,7 @@ def user_prompt(pipeline) -> str:
 
 def test_the_model_reads_only_the_relevant_sentences(make_pipeline, docs: Path) -> None:
     write_doc(docs)
-    pipeline = make_pipeline("Cargo tonnage fell to 4,200 tonnes in 2019 [1].", chunk_tokens=200)
+    pipeline = make_pipeline("Cargo tonnage fell to 4,200 tonnes in 2019 [1].", chunk_tokens=200, prompt_trim=True)
     answer = pipeline.ask("How much cargo tonnage did the harbour handle in 2019?")
     prompt = user_prompt(pipeline)
     assert "4,200 tonnes" in prompt
@@ -78,7 +78,7 @@ def test_passages_far_below_the_best_are_dropped_and_renumbered(make_pipeline) -
         scored(4, "Harbour cargo tonnage in 2019 was recorded monthly.", 0.41),  # far below, but the question's terms
     ]
     reply = "Cargo tonnage fell to 4,200 tonnes in 2019 [1]. It was recorded monthly [3]."
-    pipeline = make_pipeline(reply)
+    pipeline = make_pipeline(reply, prompt_trim=True)
     pipeline.retriever = FixedRetriever(pipeline.retriever, found)
     answer = pipeline.ask("What was the harbour's cargo tonnage in 2019?")
     prompt = user_prompt(pipeline)

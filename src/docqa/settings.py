@@ -82,8 +82,9 @@ class Settings(BaseModel):
     # Fewer prompt tokens (prefill is most of an answer's time on a CPU): drop passages 3+ whose cosine
     # is over 0.05 below the best unless they hold the question's terms, and give the model only the
     # sentences that share the question's terms, with one neighbour each side (answering/trim.py). It cut
-    # prompts 7-14 % with no evidence lost on three collections (bench/README.md, "Less to prefill").
-    prompt_trim: bool = True
+    # prompts 7-14 % with no evidence lost on three collections (bench/README.md, "Less to prefill"), but
+    # the 0.5B model then declined a question it answers from four passages, so it is off by default.
+    prompt_trim: bool = False
     # Best dense cosine below this: abstain without calling the model. `docqa eval --calibrate` on the
     # bundled set put it at 0.175 (answerable questions scored >= 0.22, off-topic ones <= 0.13).
     min_score: float = Field(0.175, ge=-1, le=1)
