@@ -79,3 +79,31 @@ def test_a_different_version_or_product_is_still_missing():
     assert unsupported_numbers("What is new in Libtasn1 5.2?", [passage]) == {"5.2"}
     assert unsupported_names("Does GnuTLS parse ASN.1?", [passage]) == {"GnuTLS"}
     assert unsupported_names("Is Python3.12 supported?", [passage]) == {"Python3.12"}
+
+
+CHANGE = passages(
+    "The rural population has dropped from 860 million in 1995 to 550 million in 2019.",
+    "Urbanization soared from 29% in 1995 to 60.60% in 2019.",
+)
+
+
+def test_a_question_reversing_a_stated_change_is_refused_before_generation():
+    from docqa.answering.checks import gate
+    from docqa.retrieve.fusion import Retrieval
+
+    found = Retrieval(CHANGE, 0.7)
+    reason = gate("Why did the rural population grow from 550 million in 1995 to 860 million in 2019?", found, 0.2)
+    assert reason == "the question has a change from 550 to 860; the passages state it from 860 to 550"
+    # The same change the right way round, or only its years, goes on to the model.
+    assert gate("Why did the rural population drop from 860 million to 550 million?", found, 0.2) is None
+    assert gate("How did urbanization change from 1995 to 2019?", found, 0.2) is None
+
+
+def test_a_draft_reversing_a_stated_change_is_not_an_answer():
+    from docqa.answering.checks import judge
+
+    q = ["How did the rural population change?"]
+    _, cites, reason = judge("The rural population grew from 550 million to 860 million [1].", CHANGE, q)
+    assert cites == [] and "from 860 to 550" in reason
+    text, cites, reason = judge("The rural population dropped from 860 million to 550 million [1].", CHANGE, q)
+    assert reason is None and [c.n for c in cites] == [1]

@@ -250,6 +250,42 @@ def unsupported_numbers(answer: str, sources: list[str]) -> set[str]:
     return numbers(answer) - known
 
 
+# "from <side> to <side>": each side runs to the end of its clause (", " or ". " or ";" ends it).
+_RANGE = re.compile(
+    r"\bfrom\s+((?:(?![,.;:]\s|\bto\b)[^\n]){1,40}?)\s+to\s+((?:(?![,.;:](?:\s|$)|\bfrom\b)[^\n]){1,40})", re.I
+)
+
+
+def ranges(text: str) -> list[tuple[str, str]]:
+    """The (from, to) numbers of each "from X … to Y …" in the text: the first number of each side.
+
+    >>> ranges("It rose from 29% in 1995 to 60.60% in 2019, while it fell from 860 million to 550 million.")
+    [('29', '60.60'), ('860', '550')]
+    """
+    out = []
+    for m in _RANGE.finditer(strip_markers(text)):
+        first = [sorted(numbers(side), key=side.find) for side in (m.group(1), m.group(2))]
+        if first[0] and first[1]:
+            out.append((first[0][0], first[1][0]))
+    return out
+
+
+def reversed_ranges(text: str, sources: list[str]) -> list[tuple[str, str]]:
+    """Changes "from X to Y" in the text that the sources state only the other way, "from Y to X".
+
+    A reversed change passes the number check (both numbers are in the passage) but says the
+    opposite of it: a false premise in a question, or a draft that repeated one.
+
+    >>> stated = ["It dropped from 860 million in 1995 to 550 million in 2019."]
+    >>> reversed_ranges("It grew from 550 million in 1995 to 860 million.", stated)
+    [('550', '860')]
+    >>> reversed_ranges("It dropped from 860 million to 550 million.", stated)
+    []
+    """
+    stated = {r for source in sources for r in ranges(source)}
+    return [(a, b) for a, b in ranges(text) if (b, a) in stated and (a, b) not in stated]
+
+
 def gate(
     query: str, found: Retrieval, min_score: float, named_elsewhere: Callable[[str], bool] | None = None
 ) -> str | None:
@@ -270,6 +306,10 @@ def gate(
     missing = sorted(unsupported_numbers(query, texts)) + names
     if missing:
         return f"no passage mentions {', '.join(missing)} from the question"
+    flipped = reversed_ranges(query, [p.chunk.text for p in found.passages])
+    if flipped:
+        a, b = flipped[0]
+        return f"the question has a change from {a} to {b}; the passages state it from {b} to {a}"
     return None
 
 
@@ -330,6 +370,10 @@ def judge(raw: str, passages: list[Passage], questions: list[str]) -> tuple[str,
     invented = sorted(unsupported_numbers(text, sources)) + sorted(unsupported_names(text, sources))
     if invented:
         return raw, [], f"the draft answer names things found in no passage ({', '.join(invented)})"
+    flipped = reversed_ranges(text, [p.chunk.text for p in seen])
+    if flipped:
+        a, b = flipped[0]
+        return raw, [], f"the draft answer has a change from {a} to {b}; the passages state it from {b} to {a}"
     checked, citations = check_citations(text, seen)
     if not citations:
         return raw, [], "no passage supports the draft answer"
