@@ -56,9 +56,9 @@ def choose_backend(settings: Settings) -> tuple[str, str]:
     missing = ov.runtime_missing()
     if missing:
         return "transformers", missing
-    name = settings.llm_model or PROFILE_MODELS[settings.profile]
+    model = settings.llm_model or PROFILE_MODELS[settings.profile]
     cached = (
-        ov.ov_dir(settings.resolved_cache_dir, _model_name(name), settings.ov_weights) / "docqa-source.json"
+        ov.ov_dir(settings.resolved_cache_dir, _model_name(model), settings.ov_weights) / "docqa-source.json"
     ).is_file()
     missing = None if cached else ov.export_missing(ov.toolchain_dir(settings.ov_export_dir))
     if missing:
@@ -87,7 +87,7 @@ def load_generator(settings: Settings) -> Generator:
         from docqa.generate.ov import OpenVINOGenerator, ensure_exported, toolchain_dir
 
         folder = ensure_exported(
-            _model_name(Path(path).name if Path(path).is_dir() else path),
+            _model_name(path),
             path,
             settings.resolved_cache_dir,
             settings.ov_weights,
@@ -103,10 +103,14 @@ def load_generator(settings: Settings) -> Generator:
 
 
 def _model_name(name: str) -> str:
-    """A folder name for a model's exported copy: a hub id or path flattened, with a hash of the whole."""
+    """A folder name for a model's exported copy: a local folder's own name, else a packaged name as
+    it is, a hub id or path flattened with a hash of the whole. The backend choice and the load both
+    name the copy with it, so they look for the same folder."""
     import hashlib
     import re
 
+    if Path(name).is_dir():
+        name = Path(name).name
     if re.fullmatch(r"[\w.-]+", name):
         return name
     flat = re.sub(r"[^\w.-]+", "-", name).strip("-")[-60:]

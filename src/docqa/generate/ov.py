@@ -178,7 +178,7 @@ class OpenVINOGenerator:
 
     def _prompt_ids(self, messages: list[Message]) -> list[int]:
         ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
-        return list(ids["input_ids"] if isinstance(ids, dict) or hasattr(ids, "keys") else ids)
+        return list(ids["input_ids"] if hasattr(ids, "keys") else ids)  # a BatchEncoding or a plain list
 
     def _config(self, max_new_tokens: int) -> Any:
         import openvino_genai
