@@ -83,8 +83,49 @@ def support(sentence: str, passage_text: str) -> float:
     return sum(weight[w] for w in words & found) / sum(weight.values())
 
 
+# A list item's lead: "1.", "2)", "a.", "-", "*", "•".
+_LIST_ITEM = re.compile(r"(?:\d{1,2}|[a-z])[.)]\s+\S|[-*•]\s+\S")
+_LAST_ENUMERATOR = re.compile(r"(?:^|\s)((?:\d{1,2}|[a-z])[.)])$")
+
+
 def split_sentences(text: str) -> list[str]:
-    return [text[s.start : s.end] for s in sentence_spans(text, Span(0, len(text)))]
+    r"""An answer's sentences; each line is split on its own, and a list item stays whole with
+    its number ("1. Agriculture [1]"), which the prose splitter would cut off as a sentence.
+
+    >>> split_sentences("The issues are:\n1. Agriculture [1]\n2. Rural areas [1].")
+    ['The issues are:', '1. Agriculture [1]', '2. Rural areas [1].']
+    >>> split_sentences("They are: 1. Farms. 2. Villages.")
+    ['They are:', '1. Farms.', '2. Villages.']
+    """
+    out: list[str] = []
+    for line in text.splitlines():
+        lead = ""  # an enumerator cut off the end of the previous piece, for the next one
+        for span in sentence_spans(line, Span(0, len(line))):
+            piece = f"{lead} {line[span.start : span.end]}".strip()
+            lead = ""
+            m = _LAST_ENUMERATOR.search(piece)
+            head = piece[: m.start(1)].strip() if m else ""
+            if m and (not head or head.endswith(":") or is_list_item(head)):
+                lead = m.group(1)
+                piece = head
+            if piece:
+                out.append(piece)
+        if lead:
+            out.append(lead)
+    return out
+
+
+def is_list_item(sentence: str) -> bool:
+    """Does the sentence open with a list item's number or bullet?"""
+    return bool(_LIST_ITEM.match(sentence.lstrip()))
+
+
+def join_sentences(sentences: list[str]) -> str:
+    """The inverse of `split_sentences` for an answer: list items on lines of their own."""
+    out = ""
+    for sentence in sentences:
+        out += ("\n" if is_list_item(sentence) else " ") + sentence if out else sentence
+    return out
 
 
 def check_citations(answer: str, passages: list[Passage], min_support: float = 0.5) -> tuple[str, list[Citation]]:
@@ -115,7 +156,7 @@ def check_citations(answer: str, passages: list[Passage], min_support: float = 0
             cited.setdefault(n, []).append(plain)
         out.append(_with_markers(plain, keep))
     citations = [Citation(by_n[n], tuple(sents)) for n, sents in cited.items()]
-    return " ".join(out), citations
+    return join_sentences(out), citations
 
 
 def _with_markers(sentence: str, numbers: list[int]) -> str:
@@ -384,7 +425,7 @@ def judge(raw: str, passages: list[Passage], questions: list[str]) -> tuple[str,
     if not kept:
         return raw, [], "the draft answer does not address the question"
     if len(kept) < len(split_sentences(text)):  # sentences about something else (an injection's) are dropped
-        checked, citations = check_citations(" ".join(kept), seen)
+        checked, citations = check_citations(join_sentences(kept), seen)
         if not citations:
             return raw, [], "no passage supports the draft answer"
     by_n = {p.n: p for p in passages}  # cite the passages as they are, not the prompt's copy
@@ -449,7 +490,9 @@ class CheckedStream:
                 out.append(checked)
         if not out:
             return ""
-        text = (" " if self.released else "") + " ".join(out)
+        text = join_sentences(out)
+        if self.released:
+            text = ("\n" if is_list_item(out[0]) else " ") + text
         self.released.extend(out)
         return text
 
@@ -540,13 +583,14 @@ _ANAPHOR = re.compile(
 
 
 def continues(sentence: str) -> bool:
-    """Does the sentence open by pointing back at the one before ("It ...", "These ...")? Such a
-    sentence goes on about what the previous one said, so it need not repeat the question's words.
+    """Does the sentence open by pointing back at the one before ("It ...", "These ...") or is it an
+    item of the list that one opens? Such a sentence goes on about what the previous one said, so it
+    need not repeat the question's words.
 
     >>> continues("It has the characteristics of urgency [2]."), continues("The code is ZX-9.")
     (True, False)
     """
-    return bool(_ANAPHOR.match(sentence.lstrip("\"'“‘(")))
+    return is_list_item(sentence) or bool(_ANAPHOR.match(sentence.lstrip("\"'“‘(")))
 
 
 def addresses(question: str, answer: str, min_share: float = 0.5) -> bool:
