@@ -107,3 +107,25 @@ def test_a_draft_reversing_a_stated_change_is_not_an_answer():
     assert cites == [] and "from 860 to 550" in reason
     text, cites, reason = judge("The rural population dropped from 860 million to 550 million [1].", CHANGE, q)
     assert reason is None and [c.n for c in cites] == [1]
+
+
+def test_a_numbered_list_keeps_each_item_whole_and_cited():
+    text = "Tea is picked in March and rice in June, by the farmers of Pu'er."
+    ps = [Passage(1, Chunk("c1", "a.txt", text, 0, len(text)), 0.9)]
+    checked, cited = check_citations("Two crops are picked:\n1. Tea in March\n2. Rice in June.", ps)
+    assert checked.splitlines() == ["Two crops are picked:", "1. Tea in March [1]", "2. Rice in June [1]."]
+    assert [c.n for c in cited] == [1]
+    inline, _ = check_citations("Two crops are picked: 1. Tea in March. 2. Rice in June.", ps)
+    assert inline.splitlines()[1:] == ["1. Tea in March [1].", "2. Rice in June [1]."]
+
+
+def test_an_answer_that_adds_nothing_to_the_question_is_not_an_answer():
+    from docqa.answering.checks import RESTATES, judge
+
+    text = "The two crops differ in their picking seasons: tea in March, rice in June."
+    ps = [Passage(1, Chunk("c1", "a.txt", text, 0, len(text)), 0.9)]
+    question = ["How do the two crops differ in their picking seasons?"]
+    assert judge("The two crops differ in their picking seasons [1].", ps, question)[2] == RESTATES
+    checked, _, reason = judge("Tea is picked in March, rice in June [1].", ps, question)
+    assert reason is None and checked.endswith("[1].")
+    assert judge("Yes, they differ in their picking seasons [1].", ps, question)[2] is None  # a verdict says something

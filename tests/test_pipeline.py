@@ -229,3 +229,14 @@ def test_each_side_of_a_comparison_is_searched_and_gets_a_slot(make_pipeline, mo
     pipeline.settings = pipeline.settings.model_copy(update={"search_parts": False})
     assert [p.chunk.heading for p in pipeline.ask(question, retrieval_only=True).retrieved] == ["Tea in Yunnan"]
     assert searched == [question]
+
+
+def test_a_draft_that_says_the_question_back_is_retried_then_refused(make_pipeline):
+    question = "When does the tea harvest begin?"
+    reply, calls = quoting("The tea harvest begins [1].", "The harvest begins in March and ends in October [1].")
+    answer = make_pipeline(reply, retry_min_score=0.0).ask(question)
+    assert calls == ["answer", "quote"] and not answer.abstained and "March" in answer.answer
+    reply, calls = quoting("The tea harvest begins [1].", "The tea harvest begins [1].")
+    answer = make_pipeline(reply, retry_min_score=0.0).ask(question)
+    assert calls == ["answer", "answer"] and answer.abstained  # `quoting` names a same-text reply "answer"
+    assert answer.abstain_reason.startswith("the draft answer only says the question back")

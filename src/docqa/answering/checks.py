@@ -65,6 +65,7 @@ def strip_markers(text: str) -> str:
 
 
 _VERDICT = frozenset(tokenize("yes no not"))
+RESTATES = "the draft answer only says the question back"
 
 
 def support(sentence: str, passage_text: str) -> float:
@@ -85,6 +86,7 @@ def support(sentence: str, passage_text: str) -> float:
 
 # A list item's lead: "1.", "2)", "a.", "-", "*", "•".
 _LIST_ITEM = re.compile(r"(?:\d{1,2}|[a-z])[.)]\s+\S|[-*•]\s+\S")
+_LIST_LEAD = re.compile(r"^\s*(?:(?:\d{1,2}|[a-z])[.)]|[-*•])\s+")
 _LAST_ENUMERATOR = re.compile(r"(?:^|\s)((?:\d{1,2}|[a-z])[.)])$")
 
 
@@ -145,7 +147,8 @@ def check_citations(answer: str, passages: list[Passage], min_support: float = 0
         if not plain:
             continue
         claimed = [n for n in dict.fromkeys(parse_markers(sentence)) if n in by_n]
-        scores = {p.n: support(plain, p.chunk.text) for p in passages}
+        said = _LIST_LEAD.sub("", plain)  # an item's number is not a fact to find in a passage
+        scores = {p.n: support(said, p.chunk.text) for p in passages}
         best = max(scores, key=lambda n: scores[n]) if scores else None
         top = scores[best] if best is not None else 0.0
         # A claimed passage stays if it supports the sentence about as well as the best one does.
@@ -424,6 +427,8 @@ def judge(raw: str, passages: list[Passage], questions: list[str]) -> tuple[str,
             kept.append(sentence)
     if not kept:
         return raw, [], "the draft answer does not address the question"
+    if restates(" ".join(kept), questions):
+        return raw, [], RESTATES
     if len(kept) < len(split_sentences(text)):  # sentences about something else (an injection's) are dropped
         checked, citations = check_citations(join_sentences(kept), seen)
         if not citations:
@@ -591,6 +596,22 @@ def continues(sentence: str) -> bool:
     (True, False)
     """
     return is_list_item(sentence) or bool(_ANAPHOR.match(sentence.lstrip("\"'“‘(")))
+
+
+def restates(answer: str, questions: list[str]) -> bool:
+    """Does the answer only say the question back: no content word that the question lacks?
+
+    Such a draft ("The two strategies differ in their priorities [1].") passes every grounding
+    check, since the passage shares the question's words, and still answers nothing. A verdict
+    ("Yes", "not") and a number count as something said.
+
+    >>> restates("The two strategies differ in priorities [1].", ["How do the two strategies differ in priorities?"])
+    True
+    >>> restates("Yes, it can [1].", ["Can it?"]), restates("It rose to 60% [1].", ["What did it rise to?"])
+    (False, False)
+    """
+    asked = {t for q in questions for t in tokenize(q)}
+    return all(_shares({w}, asked) for w in tokenize(strip_markers(answer)))
 
 
 def addresses(question: str, answer: str, min_share: float = 0.5) -> bool:

@@ -202,7 +202,7 @@ class Pipeline:
         max_new = max_new_tokens or self.settings.max_new_tokens
         draft = yield from self.generate(turn, found.passages, max_new)
         checked, citations, reason = checks.judge(draft.text, found.passages, [turn.query, turn.text])
-        if reason is not None and self.may_retry(draft, found):
+        if reason is not None and self.may_retry(draft, reason, found):
             draft, (checked, citations, reason) = self.second_attempt(turn, found.passages, max_new, draft, reason)
         if reason is not None:
             answer = self.finish(turn, found.passages, ABSTAIN_TEXT, reason, usage=draft.usage, draft=draft.text)
@@ -253,10 +253,12 @@ class Pipeline:
             )
         return found
 
-    def may_retry(self, draft: Draft, found: Retrieval) -> bool:
-        """A second attempt only where the model declined although retrieval is confident."""
+    def may_retry(self, draft: Draft, reason: str, found: Retrieval) -> bool:
+        """A second attempt only where the model declined, or said the question back, although
+        retrieval is confident."""
         floor = self.settings.retry_min_score
-        return floor is not None and found.best_score >= floor and (not draft.text or checks.declined(draft.text))
+        gave_nothing = not draft.text or checks.declined(draft.text) or reason == checks.RESTATES
+        return floor is not None and found.best_score >= floor and gave_nothing
 
     def second_attempt(
         self, turn: Turn, passages: list[Passage], max_new_tokens: int, first: Draft, first_reason: str
