@@ -240,3 +240,16 @@ def test_a_draft_that_says_the_question_back_is_retried_then_refused(make_pipeli
     answer = make_pipeline(reply, retry_min_score=0.0).ask(question)
     assert calls == ["answer", "answer"] and answer.abstained  # `quoting` names a same-text reply "answer"
     assert answer.abstain_reason.startswith("the draft answer only says the question back")
+
+
+def test_a_declined_acronym_question_gets_the_long_form_its_passage_spells_out(make_pipeline, docs):
+    (docs / "grading.txt").write_text(
+        "Tea grading\n\nPu'er reports rank each harvest by the Tea Leaf Grading Scheme (TLGS), from one to five.\n",
+        encoding="utf-8",
+    )
+    answer = make_pipeline("The documents do not say.", retry_min_score=None).ask("What does TLGS stand for?")
+    assert not answer.abstained and answer.answer.startswith("TLGS stands for Tea Leaf Grading Scheme [")
+    assert "(TLGS)" in answer.citations[0].passage.chunk.text
+    wrong = make_pipeline("TLGS stands for the tea list [1].").ask("What does TLGS stand for?")
+    assert "Tea Leaf Grading Scheme" in wrong.answer and "tea list" not in wrong.answer  # the draft's guess is replaced
+    assert make_pipeline("The documents do not say.").ask("What does TLGX stand for?").abstained

@@ -16,13 +16,14 @@ from docqa.answering import checks
 from docqa.answering.budget import SpeedModel, fit_budget
 from docqa.answering.prompting import Prompts
 from docqa.answering.question import History, clean_question, needs_rewrite, paired_with_last, rewrite, split_parts
-from docqa.answering.shapes import complete_list, complete_parts, shape
+from docqa.answering.shapes import complete_list, complete_parts, expand_acronym, shape
 from docqa.answering.trim import dynamic_top_k, trim_sentences
 from docqa.errors import DocsError
 from docqa.generate import Generator, count_text_tokens, load_generator
 from docqa.generate.weights import log
 from docqa.ingest.embeddings import Embedder, check_embedder
 from docqa.ingest.indexer import IndexReport, Progress
+from docqa.retrieve.bm25 import tokenize
 from docqa.retrieve.fusion import Mode, Retrieval
 from docqa.retrieve.parts import cover_parts
 from docqa.settings import Settings, apply_runtime_settings
@@ -204,6 +205,11 @@ class Pipeline:
         checked, citations, reason = checks.judge(draft.text, found.passages, [turn.query, turn.text])
         if reason is not None and self.may_retry(draft, reason, found):
             draft, (checked, citations, reason) = self.second_attempt(turn, found.passages, max_new, draft, reason)
+        spelled = expand_acronym(turn.query, found.passages) if reason is not None else None
+        if spelled is not None:  # "what does X stand for?" and a passage spells X out
+            checked, citations = checks.check_citations(spelled[0], found.passages)
+            reason = None if citations else reason
+            turn.notices.append(f"The draft did not answer; passage [{spelled[1]}] spells the name out.")
         if reason is not None:
             answer = self.finish(turn, found.passages, ABSTAIN_TEXT, reason, usage=draft.usage, draft=draft.text)
         else:
@@ -290,6 +296,10 @@ class Pipeline:
         part of a multi-part or comparison question that the draft leaves out gets the sentence
         that answers it, quoted after the draft.
         """
+        spelled = expand_acronym(turn.query, passages)
+        if spelled is not None and not _says(text, spelled[0]):
+            turn.notices.append(f"The draft did not give the long form; this answer quotes passage [{spelled[1]}].")
+            return checks.check_citations(spelled[0], passages)
         done = complete_list(turn.query, text, passages, [c.n for c in citations])
         if done is not None:
             text = done[0]
@@ -407,6 +417,12 @@ def log_index_report(report: IndexReport) -> None:
         log(f"index {'' if report.rebuilt_because else 'updated: '}{report.summary()}")
     for problem in report.failed:
         log(f"not indexed: {problem.source}: {problem.reason}")
+
+
+def _says(answer: str, sentence: str) -> bool:
+    """Does the answer hold most of the sentence's words (stems)?"""
+    words = set(tokenize(checks.strip_markers(sentence)))
+    return len(words & set(tokenize(answer))) >= 0.8 * len(words)
 
 
 def ms(since: float) -> float:

@@ -287,3 +287,84 @@ def complete_parts(question: str, answer: str, passages: list[Passage]) -> list[
             added.append((best[1], best[2]))
             said |= _stems(best[1])
     return added
+
+
+# --- acronyms ----------------------------------------------------------------------------------
+
+_STANDS_FOR = re.compile(
+    r"\bwhat\s+(?:does|do|did|is)\s+(?:the\s+)?(?:acronym\s+|abbreviation\s+|initialism\s+|name\s+)?"
+    r"[\"'“‘]?(?P<a>[A-Za-z][\w.+-]*?[A-Za-z0-9])[\"'”’]?\s+(?:stand\s+for|short\s+for|abbreviate|mean)\b"
+    r"|\b(?:expand|spell\s+out)\s+(?:the\s+)?(?:acronym\s+|abbreviation\s+)?[\"'“‘]?(?P<b>[A-Za-z][\w.+-]*?[A-Za-z0-9])\b"
+    r"|\bwhat\s+is\s+[\"'“‘]?(?P<c>[A-Za-z][\w.+-]*?[A-Za-z0-9])[\"'”’]?\s+short\s+for\b",
+    re.I,
+)
+
+
+def acronym_asked(question: str) -> str | None:
+    """The acronym whose long form the question asks for, if it asks for one.
+
+    >>> acronym_asked("What does ASN.1 stand for?"), acronym_asked("What is WAL short for?")
+    ('ASN.1', 'WAL')
+    >>> acronym_asked("What does the server do?") is None
+    True
+    """
+    m = _STANDS_FOR.search(" ".join(question.split()))
+    if not m:
+        return None
+    short = m.group("a") or m.group("b") or m.group("c")
+    letters = [ch for ch in short if ch.isalpha()]
+    if len(letters) < 2 or sum(ch.isupper() for ch in letters) < 2:
+        return None  # "what does the manual mean": not an acronym
+    return short
+
+
+def long_form(text: str, short: str) -> str | None:
+    """The long form a text gives for `short`, written "Long Form (SHORT)".
+
+    The short form's letters are matched right to left in the words before the parenthesis (the
+    first letter at a word's start); the long form runs from that word to the parenthesis. At most
+    min(n + 5, 2n) words for n letters, as in Schwartz and Hearst's algorithm.
+
+    >>> long_form("GNU Libtasn1 Abstract Syntax Notation One (ASN.1) library", "ASN.1")
+    'Abstract Syntax Notation One'
+    >>> long_form("Writes go to the write-ahead log (WAL) first.", "WAL")
+    'write-ahead log'
+    >>> long_form("The WAL is flushed (WAL) often.", "WAL") is None
+    True
+    """
+    letters = [ch.lower() for ch in short if ch.isalpha()]
+    for m in re.finditer(rf"\(\s*{re.escape(short)}\s*\)", text):
+        words = text[: m.start()].split()[-min(len(letters) + 5, 2 * len(letters)) :]
+        before = " ".join(words)
+        i = len(before) - 1
+        for k in range(len(letters) - 1, -1, -1):
+            while i >= 0 and (
+                before[i].lower() != letters[k] or (k == 0 and i > 0 and before[i - 1].isalnum())
+            ):
+                i -= 1
+            if i < 0:
+                break
+            if k > 0:
+                i -= 1
+        if i < 0:
+            continue
+        start = before.rfind(" ", 0, i) + 1
+        found = before[start:].strip(" ,;:\"'“”")
+        named_in_it = short.lower() in re.findall(r"[\w.+-]+", found.lower())
+        if not named_in_it and (len(found.split()) >= 2 or "-" in found):
+            return found
+    return None
+
+
+def expand_acronym(question: str, passages: list[Passage]) -> tuple[str, int] | None:
+    """For "what does X stand for?": the sentence giving X's long form, from the first passage that
+    spells it out, and that passage's number; None when the question asks no such thing or no
+    passage spells it out."""
+    short = acronym_asked(question)
+    if short is None:
+        return None
+    for p in passages:
+        found = long_form(p.chunk.text, short)
+        if found:
+            return f"{short} stands for {found} [{p.n}].", p.n
+    return None
