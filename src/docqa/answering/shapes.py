@@ -338,9 +338,7 @@ def long_form(text: str, short: str) -> str | None:
         before = " ".join(words)
         i = len(before) - 1
         for k in range(len(letters) - 1, -1, -1):
-            while i >= 0 and (
-                before[i].lower() != letters[k] or (k == 0 and i > 0 and before[i - 1].isalnum())
-            ):
+            while i >= 0 and (before[i].lower() != letters[k] or (k == 0 and i > 0 and before[i - 1].isalnum())):
                 i -= 1
             if i < 0:
                 break
