@@ -129,3 +129,24 @@ def test_an_answer_that_adds_nothing_to_the_question_is_not_an_answer():
     checked, _, reason = judge("Tea is picked in March, rice in June [1].", ps, question)
     assert reason is None and checked.endswith("[1].")
     assert judge("Yes, they differ in their picking seasons [1].", ps, question)[2] is None  # a verdict says something
+
+
+def test_a_lower_case_product_the_passages_never_name_is_refused_before_generation():
+    from docqa.answering.checks import gate
+    from docqa.retrieve.fusion import Retrieval
+
+    text = "The booktabs package draws rules with \\toprule, \\midrule and \\bottomrule; S columns align numbers."
+    found = Retrieval([Passage(1, Chunk("c1", "booktabs.pdf", text, 0, len(text)), 0.6)], 0.6)
+    rare = {"booktabs", "siunitx", "tabularray", "practise", "pg_tabler"}.__contains__
+    ask = lambda q: gate(q, found, 0.2, rare=rare)  # noqa: E731
+    assert ask("How do I align numbers with the siunitx package's S column?") == (
+        "no passage mentions siunitx from the question"
+    )
+    assert ask("Can tabularray's rules replace booktabs rules?") == "no passage mentions tabularray from the question"
+    assert ask("How does pg_tabler draw rules?") == "no passage mentions pg_tabler from the question"  # written as code
+    # Named in the passages (or one letter off), or a plain word, however rare: on to the model.
+    assert ask("Which rules does the booktabs package draw?") is None
+    assert ask("Which rules does the booktab package draw?") is None
+    assert ask("How should I practise drawing rules?") is None
+    # Without the embedder's vocabulary, the check is off.
+    assert gate("How do I align numbers with the siunitx package's S column?", found, 0.2) is None

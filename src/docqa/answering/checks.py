@@ -23,7 +23,7 @@ from dataclasses import replace
 
 from docqa.answering.prompting import INSTRUCTION_REMOVED, as_prompted
 from docqa.ingest.chunking import Span, sentence_spans
-from docqa.retrieve.bm25 import tokenize
+from docqa.retrieve.bm25 import STOPWORDS, tokenize
 from docqa.retrieve.fusion import Retrieval
 from docqa.types import Citation, Passage
 
@@ -207,7 +207,11 @@ def numbers(text: str) -> set[str]:
 _NOT_NAMES = frozenset(
     "i a an the what which who whom whose how why when where is are was were does do did can could should would will"
     " according in on of for to and or but if tell give list name explain describe compare please essay document"
-    " documents passage passages text article author source sources".split()
+    " documents passage passages text article author source sources"
+    # words that open a sentence before a name: "Besides ASN.1, ...", "Unlike Libtasn1, ..."
+    " besides apart aside unlike except beyond given like after before during since without within between among"
+    " using also other compared unless although though whereas instead regarding concerning about each every"
+    " both either neither some any all most many several another same".split()
 )
 # A capitalised word, digits and inner dots included ("Libtasn1", "ASN.1", "Python3.11"; a
 # sentence's final stop is not part of it), then more such words joined by a space or a hyphen.
@@ -220,8 +224,8 @@ def names(text: str) -> set[str]:
 
     A lone capitalised word opening a sentence is grammar, not a name, and is skipped.
 
-    >>> sorted(names("Why did Mao Zedong launch it? The Party did. Deng Xiaoping agreed. I'll see."))
-    ['Deng Xiaoping', 'Mao Zedong', 'Party']
+    >>> sorted(names("Why did Mao Zedong launch it? The Party did. Besides ASN.1, Deng Xiaoping agreed."))
+    ['ASN.1', 'Deng Xiaoping', 'Mao Zedong', 'Party']
     """
     text = strip_markers(text)
     found = set()
@@ -330,8 +334,66 @@ def reversed_ranges(text: str, sources: list[str]) -> list[tuple[str, str]]:
     return [(a, b) for a, b in ranges(text) if (b, a) in stated and (a, b) not in stated]
 
 
+# A lower-case word that may name a product ("siunitx", "pg_combinebackup"): 4 or more characters.
+_PLAIN_WORD = re.compile(r"(?<![\w.+-])[a-z][a-z0-9_+]{3,}(?![\w+-])")
+# What follows a word used as a name: "the siunitx package", "tabularray's rules".
+_NAMED_AS = re.compile(
+    r"'s\b|\s+(?:package|library|module|tool|utility|command|option|extension|plugin|driver|program|server"
+    r"|client|framework|format|protocol|class|function|script|daemon)s?\b",
+    re.I,
+)
+
+
+def unknown_words(query: str, sources: list[str], rare: Callable[[str], bool]) -> list[str]:
+    """Lower-case names in the question that no source holds, in any form or one letter off.
+
+    Products and tools are often written in lower case ("siunitx", "tabularray"), so the name
+    check, which looks for capitals, misses a question about one the documents never mention. A
+    lower-case word counts as a name when it is no common English word (`rare`: the embedder's
+    vocabulary splits it into several pieces) and either is written like code (a digit, "_" or
+    "+") or is used as a name ("the siunitx package", "tabularray's"). A plain word, however
+    rare, does not: "practise" is English, and a paraphrase is not a near miss.
+
+    >>> rare = lambda w: w in {"siunitx", "booktabs", "practise"}
+    >>> unknown_words("Can I practise with the siunitx package in booktabs?", ["booktabs rules"], rare)
+    ['siunitx']
+    """
+    known = known_forms(sources)
+
+    def seen(token: str) -> bool:  # in a source, or one letter away ("colour" for "color")
+        return token in known or any(abs(len(k) - len(token)) <= 1 and _one_edit(k, token) for k in known)
+
+    found = []
+    for m in _PLAIN_WORD.finditer(query):
+        w = m.group()
+        as_name = bool(re.search(r"[\d_+]", w)) or bool(_NAMED_AS.match(query, m.end()))
+        if as_name and w not in STOPWORDS and rare(w) and any(len(t) > 1 and not seen(_squash(t)) for t in tokenize(w)):
+            found.append(w)
+    return list(dict.fromkeys(found))
+
+
+def _one_edit(a: str, b: str) -> bool:
+    """Are the words at most one substitution, insertion or deletion apart (and 5+ letters)?
+
+    >>> _one_edit("practis", "practic"), _one_edit("colour", "color"), _one_edit("siunitx", "unit")
+    (True, True, False)
+    """
+    if min(len(a), len(b)) < 5:
+        return a == b
+    if len(a) > len(b):
+        a, b = b, a
+    i = 0
+    while i < len(a) and a[i] == b[i]:
+        i += 1
+    return a[i + (len(a) == len(b)) :] == b[i + 1 :]
+
+
 def gate(
-    query: str, found: Retrieval, min_score: float, named_elsewhere: Callable[[str], bool] | None = None
+    query: str,
+    found: Retrieval,
+    min_score: float,
+    named_elsewhere: Callable[[str], bool] | None = None,
+    rare: Callable[[str], bool] | None = None,
 ) -> str | None:
     """Why to abstain before generating, or None to go on.
 
@@ -340,13 +402,15 @@ def gate(
     leave out may still be what their documents are about ("MathProg" is named on the manual's
     title page, not in the section on string literals): `named_elsewhere(name)` says whether the
     passages' own documents name it, and then it does not count as missing. Numbers always do
-    (a version or a year the passages don't state is the near miss the gate is for).
+    (a version or a year the passages don't state is the near miss the gate is for). With `rare`,
+    a lower-case word that is no common English word counts as a name too (`unknown_words`).
     """
     if not found.passages or found.best_score < min_score:
         best = found.best_score
         return f"no passage is close enough to the question (best similarity {best:.2f} < min_score {min_score:.2f})"
     texts = [p.chunk.search_text for p in found.passages]  # the heading path and title count
-    names = sorted(n for n in unsupported_names(query, texts) if not (named_elsewhere and named_elsewhere(n)))
+    named = unsupported_names(query, texts) | set(unknown_words(query, texts, rare) if rare else [])
+    names = sorted(n for n in named if not (named_elsewhere and named_elsewhere(n)))
     missing = sorted(unsupported_numbers(query, texts)) + names
     if missing:
         return f"no passage mentions {', '.join(missing)} from the question"

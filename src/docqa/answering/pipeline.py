@@ -192,7 +192,11 @@ class Pipeline:
         turn = self.start_turn(question, history)
         found = self.retrieve(turn, top_k, retrieval, retriever)
         reason = checks.gate(
-            turn.query, found, self.settings.min_score, lambda name: named_in_sources(retriever, found, name)
+            turn.query,
+            found,
+            self.settings.min_score,
+            lambda name: named_in_sources(retriever, found, name),
+            rare=lambda word: self.embedder.count_tokens(word) >= 3,
         )
         if reason is not None or retrieval_only:
             text = ABSTAIN_TEXT if reason is not None else ""
