@@ -150,3 +150,28 @@ def test_a_lower_case_product_the_passages_never_name_is_refused_before_generati
     assert ask("How should I practise drawing rules?") is None
     # Without the embedder's vocabulary, the check is off.
     assert gate("How do I align numbers with the siunitx package's S column?", found, 0.2) is None
+
+
+def test_a_command_the_passages_never_show_is_an_invented_answer():
+    from docqa.answering.checks import judge
+
+    text = "Stop the server with pg_ctl stop -m fast; the shell is set per user."
+    ps = [Passage(1, Chunk("c1", "a.html", text, 0, len(text)), 0.7)]
+    q = ["How do I change my login shell?"]
+    assert judge("Run `chsh -s /bin/zsh` to change the shell [1].", ps, q)[2] == (
+        "the draft answer names things found in no passage (chsh -s /bin/zsh)"
+    )
+    assert judge("The shell is set per user; stop the server with `pg_ctl stop -m fast` [1].", ps, q)[2] is None
+
+
+def test_example_numbers_and_units_in_a_question_are_not_near_misses():
+    from docqa.answering.checks import gate
+    from docqa.retrieve.fusion import Retrieval
+
+    text = "Upgrading between minor releases never needs a dump and restore; shared_buffers starts at 25% of RAM."
+    found = Retrieval([Passage(1, Chunk("c1", "a.html", text, 0, len(text)), 0.6)], 0.6)
+    assert gate("Do minor releases need a dump and restore, say 15.3 to 15.7?", found, 0.2) is None
+    assert gate("With a few GB of RAM, where should shared_buffers start?", found, 0.2) is None
+    assert gate("Do minor releases of version 15.7 need a dump and restore?", found, 0.2) == (
+        "no passage mentions 15.7 from the question"
+    )

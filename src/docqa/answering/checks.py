@@ -211,7 +211,9 @@ _NOT_NAMES = frozenset(
     # words that open a sentence before a name: "Besides ASN.1, ...", "Unlike Libtasn1, ..."
     " besides apart aside unlike except beyond given like after before during since without within between among"
     " using also other compared unless although though whereas instead regarding concerning about each every"
-    " both either neither some any all most many several another same".split()
+    " both either neither some any all most many several another same"
+    # units, written in capitals but naming nothing: "a few GB of RAM"
+    " kb mb gb tb pb kib mib gib tib ms hz khz mhz ghz".split()
 )
 # A capitalised word, digits and inner dots included ("Libtasn1", "ASN.1", "Python3.11"; a
 # sentence's final stop is not part of it), then more such words joined by a space or a hyphen.
@@ -296,6 +298,24 @@ def unsupported_numbers(answer: str, sources: list[str]) -> set[str]:
     """
     known = set().union(*(numbers(s) for s in sources)) if sources else set()
     return numbers(answer) - known
+
+
+_CODE_SPAN = re.compile(r"`([^`\n]{1,80})`")
+
+
+def unsupported_code(answer: str, sources: list[str]) -> list[str]:
+    """Code the answer writes in backticks (a command, option, setting or file) with a word that
+    no source holds: a small model invents plausible commands ("`chsh -s /bin/bash`").
+
+    >>> unsupported_code("Run `chsh -s /bin/bash` or `pg_ctl stop` [1].", ["pg_ctl stop -m fast"])
+    ['chsh -s /bin/bash']
+    """
+    known = known_forms(sources)
+    return [
+        span
+        for span in dict.fromkeys(_CODE_SPAN.findall(answer))
+        if any(len(t) > 1 and _squash(t) not in known for t in tokenize(span))
+    ]
 
 
 # "from <side> to <side>": each side runs to the end of its clause (", " or ". " or ";" ends it).
@@ -388,6 +408,10 @@ def _one_edit(a: str, b: str) -> bool:
     return a[i + (len(a) == len(b)) :] == b[i + 1 :]
 
 
+# An example in a question: "say 15.3 to 15.7", "e.g. 8 GB", "for example version 2.1", to the clause's end.
+_EXAMPLE = re.compile(r"\b(?:say|e\.\s?g\.|for\s+example|for\s+instance|such\s+as)\b[^,;:?!()]*", re.I)
+
+
 def gate(
     query: str,
     found: Retrieval,
@@ -409,6 +433,7 @@ def gate(
         best = found.best_score
         return f"no passage is close enough to the question (best similarity {best:.2f} < min_score {min_score:.2f})"
     texts = [p.chunk.search_text for p in found.passages]  # the heading path and title count
+    query = _EXAMPLE.sub(" ", query)  # "say 15.3 to 15.7": an example the user made up, not a near miss
     named = unsupported_names(query, texts) | set(unknown_words(query, texts, rare) if rare else [])
     names = sorted(n for n in named if not (named_elsewhere and named_elsewhere(n)))
     missing = sorted(unsupported_numbers(query, texts)) + names
@@ -475,7 +500,11 @@ def judge(raw: str, passages: list[Passage], questions: list[str]) -> tuple[str,
     if urls:
         return raw, [], f"the draft answer gives an address found in no passage ({', '.join(urls)})"
     text = strip_markup(raw)
-    invented = sorted(unsupported_numbers(text, sources)) + sorted(unsupported_names(text, sources))
+    invented = (
+        sorted(unsupported_numbers(text, sources))
+        + sorted(unsupported_names(text, sources))
+        + unsupported_code(text, sources)
+    )
     if invented:
         return raw, [], f"the draft answer names things found in no passage ({', '.join(invented)})"
     flipped = reversed_ranges(text, [p.chunk.text for p in seen])
@@ -572,7 +601,11 @@ class CheckedStream:
         text = strip_markup(sentence)
         if not strip_markers(text).strip():
             return ""
-        if unsupported_numbers(text, self.sources) or unsupported_names(text, self.sources):
+        if (
+            unsupported_numbers(text, self.sources)
+            or unsupported_names(text, self.sources)
+            or unsupported_code(text, self.sources)
+        ):
             return None
         if not fits(text, self.passages, self.questions, follows=bool(self.released)):
             return None
