@@ -123,8 +123,10 @@ def main() -> int:
             ranks[name].append(evidence_rank([c.text for c in ordered], q.evidence))
 
     k = args.top_k
-    print(f"{args.set}: {len(in_pool)} answerable questions; evidence among the {args.candidates} fused candidates: "
-          f"{sum(in_pool) / len(in_pool):.3f}")
+    print(
+        f"{args.set}: {len(in_pool)} answerable questions; evidence among the {args.candidates} fused candidates: "
+        f"{sum(in_pool) / len(in_pool):.3f}"
+    )
     print(f"| method | hit@{k} | MRR@{args.candidates} | hit@1 |")
     print("|---|---|---|---|")
     for name, found in ranks.items():
