@@ -20,6 +20,9 @@ eval/README.md, "Collections beyond the essay", and eval/collections/RESULTS.md)
   pdfs 0.75: pd60 (false_premise) was answered; the other three refused, each with a reason
   (measured 2026-12-02 with `run.py pdfs --slice --profile small`, 178 s for 12 answers; also
   fact recall 0.375, false abstention 0.25).
+* the gate alone (`--retrieval-only`) refuses each slice's near miss, naming the product the
+  documents never mention (lower-case names, `checks.unknown_words`): pdfs abstention recall at
+  the gate 0.50 (pd50, pd53), pgdocs 0.25 (pg57), no answerable question refused.
 """
 
 from __future__ import annotations
@@ -78,6 +81,10 @@ def test_slice_eval(name, tmp_path):
     )
     assert retrieval["summary"]["questions"] == 12 and retrieval["config"]["mode"] == "retrieval-only"
     assert all("source_rank" in r for r in retrieval["records"] if r["answerable"])  # the slices give every source
+    # Each slice's near miss names a product the documents never mention (pd53 "the siunitx package",
+    # pg57 "pg_combinebackup"): the gate refuses it before any model runs, naming the word.
+    near = [r for r in retrieval["records"] if r["kind"] == "near_miss"]
+    assert near and all(r["abstained"] and r["abstain_reason"].startswith("no passage mentions") for r in near), near
 
     answerable = [q for q in questions if q["answerable"] and q["kind"] != "follow_up"][:2]
     full = eval_slice(name, tmp_path, answerable + refusals, "--fail-under", f"abstention_recall={abstention}")
