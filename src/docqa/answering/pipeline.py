@@ -211,9 +211,10 @@ class Pipeline:
             draft, (checked, citations, reason) = self.second_attempt(turn, found.passages, max_new, draft, reason)
         spelled = expand_acronym(turn.query, found.passages) if reason is not None else None
         if spelled is not None:  # "what does X stand for?" and a passage spells X out
-            checked, citations = checks.check_citations(spelled[0], found.passages)
-            reason = None if citations else reason
-            turn.notices.append(f"The draft did not answer; passage [{spelled[1]}] spells the name out.")
+            text, cited = checks.check_citations(spelled[0], found.passages)
+            if cited:
+                checked, citations, reason = text, cited, None
+                turn.notices.append(f"The draft did not answer; passage [{spelled[1]}] spells the name out.")
         if reason is not None:
             answer = self.finish(turn, found.passages, ABSTAIN_TEXT, reason, usage=draft.usage, draft=draft.text)
         else:
