@@ -98,9 +98,11 @@ def split_sentences(text: str) -> list[str]:
     ['The issues are:', '1. Agriculture [1]', '2. Rural areas [1].']
     >>> split_sentences("They are: 1. Farms. 2. Villages.")
     ['They are:', '1. Farms.', '2. Villages.']
+    >>> split_sentences("Reserved keywords cannot be used as symbolic\nnames [1].")
+    ['Reserved keywords cannot be used as symbolic names [1].']
     """
     out: list[str] = []
-    for line in text.splitlines():
+    for line in _blocks(text):
         lead = ""  # an enumerator cut off the end of the previous piece, for the next one
         for span in sentence_spans(line, Span(0, len(line))):
             piece = f"{lead} {line[span.start : span.end]}".strip()
@@ -115,6 +117,22 @@ def split_sentences(text: str) -> list[str]:
         if lead:
             out.append(lead)
     return out
+
+
+def _blocks(text: str) -> list[str]:
+    """The text's lines joined into blocks: a list item or a blank line starts a new one, any
+    other line break is a space (a model copying a PDF's line breaks mid-sentence)."""
+    blocks: list[str] = []
+    fresh = True
+    for line in text.splitlines():
+        if not line.strip():
+            fresh = True
+        elif fresh or is_list_item(line):
+            blocks.append(line.strip())
+            fresh = False
+        else:
+            blocks[-1] += " " + line.strip()
+    return blocks
 
 
 def is_list_item(sentence: str) -> bool:
