@@ -189,7 +189,7 @@ def _with_markers(sentence: str, numbers: list[int]) -> str:
     if not numbers:
         return sentence
     marks = "".join(f"[{n}]" for n in numbers)
-    if sentence[-1] in ".!?":
+    if sentence[-1] in ".!?:":
         return f"{sentence[:-1]} {marks}{sentence[-1]}"
     return f"{sentence} {marks}"
 
