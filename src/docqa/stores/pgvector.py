@@ -322,8 +322,10 @@ class PgStore:
         import sqlalchemy as sa
 
         if self.dense_search == "exact":
-            # The second sort key keeps the HNSW index out (pgvector's index orders by distance alone):
-            # every row is compared, and ties rank by row order, as in FAISS's flat index.
+            # Every row is compared, and ties rank by row order, as in FAISS's flat index. The second
+            # sort key alone kept pgvector 0.6's HNSW index out, not newer ones' (an index scan feeding
+            # an incremental sort): index scans are switched off for this query's transaction.
+            conn.execute(sa.text("SET LOCAL enable_indexscan = off"))
             return f"SELECT node_id FROM {self.chunk_table} ORDER BY embedding <=> CAST(:q AS vector), id LIMIT :n"
         conn.execute(sa.text(f"SET LOCAL hnsw.ef_search = {hnsw_ef_search(n)}"))
         return f"SELECT node_id FROM {self.chunk_table} ORDER BY embedding <=> CAST(:q AS vector) LIMIT :n"
