@@ -253,3 +253,17 @@ def test_a_declined_acronym_question_gets_the_long_form_its_passage_spells_out(m
     wrong = make_pipeline("TLGS stands for the tea list [1].").ask("What does TLGS stand for?")
     assert "Tea Leaf Grading Scheme" in wrong.answer and "tea list" not in wrong.answer  # the draft's guess is replaced
     assert make_pipeline("The documents do not say.").ask("What does TLGX stand for?").abstained
+
+
+def test_a_yes_no_draft_that_says_the_opposite_of_its_passage_gets_the_passage_verdict(make_pipeline):
+    question = "Is the Hani terraces area 16,603 hectares?"
+    answer = make_pipeline("No, the Hani terraces do not cover 16,603 hectares [1].").ask(question)
+    assert not answer.abstained and answer.answer.startswith('Yes: "The Hani terraces cover 16,603 hectares"')
+    assert "16,603" in answer.citations[0].passage.chunk.text
+    assert any("opposite" in n for n in answer.notices)
+    # The same draft to a question that is not yes/no: refused, with the reason.
+    other = make_pipeline("The Hani terraces do not cover 16,603 hectares [1].").ask("How large are the Hani terraces?")
+    assert other.abstained and other.abstain_reason.startswith("the draft answer says the opposite of passage [")
+    # A draft that agrees with its passage is left alone.
+    same = make_pipeline("Yes, the Hani terraces cover 16,603 hectares [1].").ask(question)
+    assert same.answer == "Yes, the Hani terraces cover 16,603 hectares [1]."

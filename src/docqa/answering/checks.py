@@ -729,6 +729,50 @@ def restates(answer: str, questions: list[str]) -> bool:
     return all(_shares({w}, asked) for w in tokenize(strip_markers(answer)))
 
 
+_NEGATION = re.compile(r"\b(?:not|never|cannot|no|none|nor|neither)\b|n't\b", re.I)
+_NEGATION_WORDS = frozenset(tokenize("not never cannot no none nor neither yes"))
+_VERDICT_LEAD = re.compile(r"^\s*(?:yes|no)\b[,.:;!]?\s*", re.I)
+# Where a passage sentence's clauses part: a negation is read inside the clause that states the claim.
+_CLAUSE = re.compile(r"[,;:]\s+|\s+(?:but|however|whereas|although|though|while|unless|except)\s+", re.I)
+
+
+def contradiction(answer: str, passages: list[Passage]) -> tuple[int, str, bool] | None:
+    """A sentence of the answer that states a passage's clause the other way round: every content
+    word of the sentence is in one clause (or two adjacent ones) of a passage sentence, and exactly
+    one of the two is negated. Returns (passage number, that passage sentence, whether the
+    passage's clause is the negated one) for the first such sentence, else None. Word overlap
+    cannot see "not", so every other check passes such a draft.
+
+    >>> from docqa.types import Chunk
+    >>> text = "TRUNCATE is not MVCC-safe. It is fast, but it cannot be undone."
+    >>> ps = [Passage(2, Chunk("c", "a.html", text, 0, len(text)), 0.9)]
+    >>> contradiction("Yes, TRUNCATE is MVCC-safe [2].", ps)
+    (2, 'TRUNCATE is not MVCC-safe.', True)
+    >>> contradiction("TRUNCATE is fast [2].", ps) is None, contradiction("No, TRUNCATE is not MVCC-safe.", ps) is None
+    (True, True)
+    """
+    for sentence in split_sentences(answer):
+        claim = _VERDICT_LEAD.sub("", strip_markers(sentence))
+        words = set(tokenize(claim)) - _NEGATION_WORDS
+        if len(words) < 2:
+            continue
+        negated = negated_clause(claim)
+        for p in passages:
+            for source in _CLAUSE_END.split(p.chunk.text):
+                clauses = [c for c in _CLAUSE.split(source) if c]
+                windows = [" ".join(clauses[i : i + w]) for w in (1, 2) for i in range(len(clauses) - w + 1)]
+                holding = [c for c in windows if words <= set(tokenize(c))]
+                if holding and negated_clause(min(holding, key=len)) != negated:
+                    return p.n, source.strip(), not negated
+    return None
+
+
+def negated_clause(text: str) -> bool:
+    """Is the text negated: a negation word, not counting one that a later clause's "but" answers
+    ("not only ... but also")?"""
+    return bool(_NEGATION.search(re.sub(r"\bnot\s+only\b", " ", text, flags=re.I)))
+
+
 def addresses(question: str, answer: str, min_share: float = 0.5) -> bool:
     """Does the answer speak to the question: every number it asks about, and half its other key words?
 

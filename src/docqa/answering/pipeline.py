@@ -209,6 +209,8 @@ class Pipeline:
         checked, citations, reason = checks.judge(draft.text, found.passages, [turn.query, turn.text])
         if reason is not None and self.may_retry(draft, reason, found):
             draft, (checked, citations, reason) = self.second_attempt(turn, found.passages, max_new, draft, reason)
+        if reason is None:
+            checked, citations, reason = self.polarity(turn, found.passages, checked, citations)
         spelled = expand_acronym(turn.query, found.passages) if reason is not None else None
         if spelled is not None:  # "what does X stand for?" and a passage spells X out
             text, cited = checks.check_citations(spelled[0], found.passages)
@@ -291,6 +293,24 @@ class Pipeline:
             return first, (first.text, [], f"{first_reason}; {verdict[2]} (second attempt)")
         turn.notices.append("The first draft declined; this answer quotes the passage that answers.")
         return draft, verdict
+
+    def polarity(
+        self, turn: Turn, passages: list[Passage], text: str, citations: list[Citation]
+    ) -> tuple[str, list[Citation], str | None]:
+        """A draft that states a passage's claim the other way round ("TRUNCATE is MVCC-safe" where
+        the passage says it is not) is not an answer. To a yes/no question the passage's own
+        sentence is the answer, led by the verdict it gives; to any other, it is a refusal.
+        """
+        found = checks.contradiction(text, passages)
+        if found is None:
+            return text, citations, None
+        n, sentence, passage_says_not = found
+        if not shape(turn.query).yes_no:
+            return text, [], f"the draft answer says the opposite of passage [{n}]"
+        said = "No" if passage_says_not else "Yes"
+        checked, cited = checks.check_citations(f'{said}: "{sentence.rstrip(".")}" [{n}].', passages)
+        turn.notices.append(f"The draft said the opposite of passage [{n}]; this answer quotes it.")
+        return checked, cited, None if cited else f"the draft answer says the opposite of passage [{n}]"
 
     def complete(
         self, turn: Turn, passages: list[Passage], text: str, citations: list[Citation]
