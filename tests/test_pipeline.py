@@ -267,3 +267,17 @@ def test_a_yes_no_draft_that_says_the_opposite_of_its_passage_gets_the_passage_v
     # A draft that agrees with its passage is left alone.
     same = make_pipeline("Yes, the Hani terraces cover 16,603 hectares [1].").ask(question)
     assert same.answer == "Yes, the Hani terraces cover 16,603 hectares [1]."
+
+
+def test_an_answer_resting_on_a_document_that_never_names_the_subject_is_refused(make_pipeline, docs):
+    (docs / "kettle.txt").write_text("Kettle manual\n\nThe kettle manual is released under the MIT license.\n")
+    (docs / "xbrew.txt").write_text("xbrew\n\nThe xbrew package brews tea at 90 degrees for three minutes.\n")
+    question = "Under which license is the xbrew package released?"
+    answer = make_pipeline("The xbrew package is released under the MIT license [1].").ask(question)
+    assert answer.abstained
+    assert answer.abstain_reason == "the answer rests on kettle.txt, which never mentions xbrew"
+    # Asked of the document that names it, the same kind of answer stands.
+    fine = make_pipeline("The kettle manual is released under the MIT license [1].").ask(
+        "Under which license is the kettle manual released?"
+    )
+    assert not fine.abstained and fine.citations[0].passage.chunk.source == "kettle.txt"

@@ -410,6 +410,51 @@ def unknown_words(query: str, sources: list[str], rare: Callable[[str], bool]) -
     return list(dict.fromkeys(found))
 
 
+# Words for the documents themselves, which no document need name ("the manual's author").
+_DOCUMENT_WORDS = frozenset(
+    "manual book guide handbook page chapter section report paper documentation docs reference".split()
+)
+
+
+def subjects(question: str) -> list[str]:
+    """What the question is about by name: its capitalised names, and lower-case words written as
+    code or used as a name ("pg_dump", "the xcolor package").
+
+    >>> subjects("Under which license is the xcolor package distributed, and does GNU Libtasn1 use pg_dump?")
+    ['GNU Libtasn1', 'xcolor', 'pg_dump']
+    """
+    found = sorted(names(question), key=question.find)
+    for m in _PLAIN_WORD.finditer(question):
+        w = m.group()
+        if w in STOPWORDS or w in _NOT_NAMES or w in _DOCUMENT_WORDS:
+            continue
+        if re.search(r"[\d_+]", w) or (_NAMED_AS.match(question, m.end()) and not question.startswith("'s", m.end())):
+            found.append(w)
+    return list(dict.fromkeys(found))
+
+
+def foreign_source(question: str, cited: list[Passage], document: Callable[[str], set[str]]) -> str | None:
+    """Why the answer is about something else, or None: it names no passage from a document that
+    mentions what the question asks about. In a folder of manuals, a small model asked under which
+    license the xcolor package is distributed answers with the license of the GLPK manual.
+
+    `document(source)` gives a document's tokens in squashed form (`known_forms` of its text).
+
+    >>> from docqa.types import Chunk
+    >>> docs = {"xcolor.pdf": {"xcolor", "color"}, "glpk.pdf": {"licens", "gnu", "glpk"}}
+    >>> p = Passage(1, Chunk("c", "glpk.pdf", "GNU FDL license", 0, 15), 0.5)
+    >>> foreign_source("Under which license is the xcolor package distributed?", [p], docs.get)
+    'the answer rests on glpk.pdf, which never mentions xcolor'
+    """
+    sources = sorted({p.chunk.source for p in cited})
+    for subject in subjects(question):
+        forms = [_squash(t) for t in tokenize(subject) if len(t) > 1]
+        if forms and not any(all(f in document(s) for f in forms) for s in sources):
+            verb = "mentions" if len(sources) == 1 else "mention"
+            return f"the answer rests on {', '.join(sources)}, which never {verb} {subject}"
+    return None
+
+
 def _one_edit(a: str, b: str) -> bool:
     """Are the words at most one substitution, insertion or deletion apart (and 5+ letters)?
 

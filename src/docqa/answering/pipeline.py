@@ -100,6 +100,10 @@ class Pipeline:
         self._load = load
         self.speed = SpeedModel()
         self.last_index_report: IndexReport | None = None
+        # Each document's tokens, for `checks.foreign_source`: built on first use, per index version.
+        self._texts_of: SearchIndex | None = None
+        self._texts: dict[str, list[str]] = {}
+        self._forms: dict[str, set[str]] = {}
 
     @classmethod
     def from_settings(
@@ -211,6 +215,9 @@ class Pipeline:
             draft, (checked, citations, reason) = self.second_attempt(turn, found.passages, max_new, draft, reason)
         if reason is None:
             checked, citations, reason = self.polarity(turn, found.passages, checked, citations)
+        if reason is None:  # about the thing the question names, not another document's
+            cited = [c.passage for c in citations]
+            reason = checks.foreign_source(turn.query, cited, lambda source: self.document_forms(retriever, source))
         spelled = expand_acronym(turn.query, found.passages) if reason is not None else None
         if spelled is not None:  # "what does X stand for?" and a passage spells X out
             text, cited = checks.check_citations(spelled[0], found.passages)
@@ -293,6 +300,17 @@ class Pipeline:
             return first, (first.text, [], f"{first_reason}; {verdict[2]} (second attempt)")
         turn.notices.append("The first draft declined; this answer quotes the passage that answers.")
         return draft, verdict
+
+    def document_forms(self, retriever: SearchIndex, source: str) -> set[str]:
+        """Every token of one document (`checks.known_forms`), for the index the turn searched."""
+        if self._texts_of is not retriever:  # first use, or a re-index: another set of documents
+            texts: dict[str, list[str]] = {}
+            for c in retriever.chunks:
+                texts.setdefault(c.source, []).append(c.search_text)
+            self._texts, self._forms, self._texts_of = texts, {}, retriever
+        if source not in self._forms:
+            self._forms[source] = checks.known_forms(self._texts.get(source, []))
+        return self._forms[source]
 
     def polarity(
         self, turn: Turn, passages: list[Passage], text: str, citations: list[Citation]
