@@ -25,7 +25,7 @@ QUESTIONS = {
     "broad": "What does the essay say about cultural revitalization?",
     "plain": "What was China's urbanization rate in 2019?",
     # Yes/no: the verdict first. The essay says it is written into the constitution; a draft that says
-    # it is not (the 0.5B model's, on a 2-core AVX2 CPU) is caught and answered from the passage.
+    # it is not (the 0.5B model's, on a 2-core AVX-512 EPYC) is caught and answered from the passage.
     "yes_no": "Is the rural revitalization strategy written into the party constitution?",
 }
 
