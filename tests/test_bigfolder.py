@@ -44,10 +44,12 @@ def alive(*kinds: type) -> list[int]:
 
 
 class Watching(HashEmbedder):
-    """At each batch, records how many documents and chunks are alive, and whether the vectors it
-    returned for earlier batches still are."""
+    """At each batch, records how many documents and chunks are alive, beyond those alive when it
+    was made (an earlier test's doctest or fixture may still hold a few), and whether the vectors
+    it returned for earlier batches still are."""
 
     def __init__(self) -> None:
+        self.before = alive(Document, Chunk)
         self.batches: list[int] = []  # texts per call
         self.documents: list[int] = []
         self.chunks: list[int] = []
@@ -57,8 +59,8 @@ class Watching(HashEmbedder):
     def embed(self, texts: list[str]) -> np.ndarray:
         self.batches.append(len(texts))
         documents, chunks = alive(Document, Chunk)
-        self.documents.append(documents)
-        self.chunks.append(chunks)
+        self.documents.append(documents - self.before[0])
+        self.chunks.append(chunks - self.before[1])
         self.earlier_vectors_alive.append(sum(ref() is not None for ref in self._returned))
         vectors = super().embed(texts)
         self._returned.append(weakref.ref(vectors))
