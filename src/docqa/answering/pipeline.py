@@ -8,6 +8,7 @@ injection defences), `checks` (the gate, the judge, grounded citations).
 from __future__ import annotations
 
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -101,7 +102,7 @@ class Pipeline:
         self.speed = SpeedModel()
         self.last_index_report: IndexReport | None = None
         # Each document's tokens, for `checks.foreign_source`: built on first use, per index version.
-        self._texts_of: SearchIndex | None = None
+        self._texts_of: weakref.ref[SearchIndex] | None = None
         self._texts: dict[str, list[str]] = {}
         self._forms: dict[str, set[str]] = {}
 
@@ -303,11 +304,12 @@ class Pipeline:
 
     def document_forms(self, retriever: SearchIndex, source: str) -> set[str]:
         """Every token of one document (`checks.known_forms`), for the index the turn searched."""
-        if self._texts_of is not retriever:  # first use, or a re-index: another set of documents
+        if self._texts_of is None or self._texts_of() is not retriever:  # first use, or a re-index
             texts: dict[str, list[str]] = {}
             for c in retriever.chunks:
                 texts.setdefault(c.source, []).append(c.search_text)
-            self._texts, self._forms, self._texts_of = texts, {}, retriever
+            # A weak reference: an index the pipeline has swapped out is not kept alive for this.
+            self._texts, self._forms, self._texts_of = texts, {}, weakref.ref(retriever)
         if source not in self._forms:
             self._forms[source] = checks.known_forms(self._texts.get(source, []))
         return self._forms[source]
