@@ -401,11 +401,18 @@ def unknown_words(query: str, sources: list[str], rare: Callable[[str], bool]) -
     def seen(token: str) -> bool:  # in a source, or one letter away ("colour" for "color")
         return token in known or any(abs(len(k) - len(token)) <= 1 and _one_edit(k, token) for k in known)
 
+    unseen = lambda w: any(len(t) > 1 and not seen(_squash(t)) for t in tokenize(w))  # noqa: E731
+    return [w for w in _lower_case_names(query) if rare(w) and unseen(w)]
+
+
+def _lower_case_names(text: str, possessive: bool = True) -> list[str]:
+    """Lower-case words of the text written as code (a digit, "_" or "+") or used as a name ("the
+    siunitx package"; with `possessive`, "tabularray's" too), stopwords left out, in order, once."""
     found = []
-    for m in _PLAIN_WORD.finditer(query):
+    for m in _PLAIN_WORD.finditer(text):
         w = m.group()
-        as_name = bool(re.search(r"[\d_+]", w)) or bool(_NAMED_AS.match(query, m.end()))
-        if as_name and w not in STOPWORDS and rare(w) and any(len(t) > 1 and not seen(_squash(t)) for t in tokenize(w)):
+        named = _NAMED_AS.match(text, m.end()) and (possessive or not text.startswith("'s", m.end()))
+        if w not in STOPWORDS and (re.search(r"[\d_+]", w) or named):
             found.append(w)
     return list(dict.fromkeys(found))
 
@@ -423,14 +430,8 @@ def subjects(question: str) -> list[str]:
     >>> subjects("Under which license is the xcolor package distributed, and does GNU Libtasn1 use pg_dump?")
     ['GNU Libtasn1', 'xcolor', 'pg_dump']
     """
-    found = sorted(names(question), key=question.find)
-    for m in _PLAIN_WORD.finditer(question):
-        w = m.group()
-        if w in STOPWORDS or w in _NOT_NAMES or w in _DOCUMENT_WORDS:
-            continue
-        if re.search(r"[\d_+]", w) or (_NAMED_AS.match(question, m.end()) and not question.startswith("'s", m.end())):
-            found.append(w)
-    return list(dict.fromkeys(found))
+    plain = [w for w in _lower_case_names(question, possessive=False) if w not in _NOT_NAMES | _DOCUMENT_WORDS]
+    return list(dict.fromkeys([*sorted(names(question), key=question.find), *plain]))
 
 
 def foreign_source(question: str, cited: list[Passage], document: Callable[[str], set[str]]) -> str | None:
@@ -796,19 +797,23 @@ def contradiction(answer: str, passages: list[Passage]) -> tuple[int, str, bool]
     >>> contradiction("TRUNCATE is fast [2].", ps) is None, contradiction("No, TRUNCATE is not MVCC-safe.", ps) is None
     (True, True)
     """
+    # Each passage sentence with its clauses, one and two adjacent at a time, and their words: once.
+    sentences = []
+    for p in passages:
+        for source in _CLAUSE_END.split(p.chunk.text):
+            clauses = [c for c in _CLAUSE.split(source) if c]
+            windows = [" ".join(clauses[i : i + w]) for w in (1, 2) for i in range(len(clauses) - w + 1)]
+            sentences.append((p.n, source, [(c, set(tokenize(c))) for c in windows]))
     for sentence in split_sentences(answer):
         claim = _VERDICT_LEAD.sub("", strip_markers(sentence))
         words = set(tokenize(claim)) - _NEGATION_WORDS
         if len(words) < 2:
             continue
         negated = negated_clause(claim)
-        for p in passages:
-            for source in _CLAUSE_END.split(p.chunk.text):
-                clauses = [c for c in _CLAUSE.split(source) if c]
-                windows = [" ".join(clauses[i : i + w]) for w in (1, 2) for i in range(len(clauses) - w + 1)]
-                holding = [c for c in windows if words <= set(tokenize(c))]
-                if holding and negated_clause(min(holding, key=len)) != negated:
-                    return p.n, source.strip(), not negated
+        for n, source, windows in sentences:
+            holding = [c for c, said in windows if words <= said]
+            if holding and negated_clause(min(holding, key=len)) != negated:
+                return n, source.strip(), not negated
     return None
 
 
