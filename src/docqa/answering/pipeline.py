@@ -24,7 +24,6 @@ from docqa.generate import Generator, count_text_tokens, load_generator
 from docqa.generate.weights import log
 from docqa.ingest.embeddings import Embedder, check_embedder
 from docqa.ingest.indexer import IndexReport, Progress
-from docqa.retrieve.bm25 import tokenize
 from docqa.retrieve.fusion import Mode, Retrieval
 from docqa.retrieve.parts import cover_parts
 from docqa.settings import Settings, apply_runtime_settings
@@ -219,12 +218,7 @@ class Pipeline:
         if reason is None:  # about the thing the question names, not another document's
             cited = [c.passage for c in citations]
             reason = checks.foreign_source(turn.query, cited, lambda source: self.document_forms(retriever, source))
-        spelled = expand_acronym(turn.query, found.passages) if reason is not None else None
-        if spelled is not None:  # "what does X stand for?" and a passage spells X out
-            text, cited = checks.check_citations(spelled[0], found.passages)
-            if cited:
-                checked, citations, reason = text, cited, None
-                turn.notices.append(f"The draft did not answer; passage [{spelled[1]}] spells the name out.")
+        checked, citations, reason = self.spell_out(turn, found.passages, checked, citations, reason)
         if reason is not None:
             answer = self.finish(turn, found.passages, ABSTAIN_TEXT, reason, usage=draft.usage, draft=draft.text)
         else:
@@ -332,6 +326,21 @@ class Pipeline:
         turn.notices.append(f"The draft said the opposite of passage [{n}]; this answer quotes it.")
         return checked, cited, None if cited else f"the draft answer says the opposite of passage [{n}]"
 
+    def spell_out(
+        self, turn: Turn, passages: list[Passage], text: str, citations: list[Citation], reason: str | None
+    ) -> tuple[str, list[Citation], str | None]:
+        """For "what does X stand for?": the long form a passage spells out as "Long Form (X)", when the
+        draft was refused or lacks it; the answer as it was otherwise."""
+        spelled = expand_acronym(turn.query, passages)
+        if spelled is None or (reason is None and checks.support(checks.strip_markers(spelled[0]), text) >= 0.8):
+            return text, citations, reason
+        quoted, cited = checks.check_citations(spelled[0], passages)
+        if not cited:
+            return text, citations, reason
+        lacked = "did not answer" if reason is not None else "did not give the long form"
+        turn.notices.append(f"The draft {lacked}; this answer quotes passage [{spelled[1]}].")
+        return quoted, cited, None
+
     def complete(
         self, turn: Turn, passages: list[Passage], text: str, citations: list[Citation]
     ) -> tuple[str, list[Citation]]:
@@ -341,10 +350,6 @@ class Pipeline:
         part of a multi-part or comparison question that the draft leaves out gets the sentence
         that answers it, quoted after the draft.
         """
-        spelled = expand_acronym(turn.query, passages)
-        if spelled is not None and not _says(text, spelled[0]):
-            turn.notices.append(f"The draft did not give the long form; this answer quotes passage [{spelled[1]}].")
-            return checks.check_citations(spelled[0], passages)
         done = complete_list(turn.query, text, passages, [c.n for c in citations])
         if done is not None:
             text = done[0]
@@ -462,12 +467,6 @@ def log_index_report(report: IndexReport) -> None:
         log(f"index {'' if report.rebuilt_because else 'updated: '}{report.summary()}")
     for problem in report.failed:
         log(f"not indexed: {problem.source}: {problem.reason}")
-
-
-def _says(answer: str, sentence: str) -> bool:
-    """Does the answer hold most of the sentence's words (stems)?"""
-    words = set(tokenize(checks.strip_markers(sentence)))
-    return len(words & set(tokenize(answer))) >= 0.8 * len(words)
 
 
 def ms(since: float) -> float:
