@@ -448,6 +448,8 @@ def foreign_source(question: str, cited: list[Passage], document: Callable[[str]
     'the answer rests on glpk.pdf, which never mentions xcolor'
     """
     sources = sorted({p.chunk.source for p in cited})
+    if not sources:
+        return None  # nothing cited: the judge has refused already
     for subject in subjects(question):
         forms = [_squash(t) for t in tokenize(subject) if len(t) > 1]
         if forms and not any(all(f in document(s) for f in forms) for s in sources):
