@@ -556,6 +556,16 @@ def unknown_urls(text: str, sources: list[str]) -> list[str]:
     return [url for url in dict.fromkeys(found) if not any(url in source for source in sources)]
 
 
+def invented(text: str, sources: list[str]) -> list[str]:
+    """The numbers, names and code of `text` that no source holds: what the judge and the stream
+    both refuse a draft (or a sentence) for."""
+    return (
+        sorted(unsupported_numbers(text, sources))
+        + sorted(unsupported_names(text, sources))
+        + unsupported_code(text, sources)
+    )
+
+
 def judge(raw: str, passages: list[Passage], questions: list[str]) -> tuple[str, list[Citation], str | None]:
     """Check a draft answer: (answer with repaired markers, citations, why to abstain or None)."""
     if not raw or declined(raw):
@@ -566,13 +576,9 @@ def judge(raw: str, passages: list[Passage], questions: list[str]) -> tuple[str,
     if urls:
         return raw, [], f"the draft answer gives an address found in no passage ({', '.join(urls)})"
     text = strip_markup(raw)
-    invented = (
-        sorted(unsupported_numbers(text, sources))
-        + sorted(unsupported_names(text, sources))
-        + unsupported_code(text, sources)
-    )
-    if invented:
-        return raw, [], f"the draft answer names things found in no passage ({', '.join(invented)})"
+    made_up = invented(text, sources)
+    if made_up:
+        return raw, [], f"the draft answer names things found in no passage ({', '.join(made_up)})"
     flipped = reversed_ranges(text, [p.chunk.text for p in seen])
     if flipped:
         a, b = flipped[0]
@@ -667,11 +673,7 @@ class CheckedStream:
         text = strip_markup(sentence)
         if not strip_markers(text).strip():
             return ""
-        if (
-            unsupported_numbers(text, self.sources)
-            or unsupported_names(text, self.sources)
-            or unsupported_code(text, self.sources)
-        ):
+        if invented(text, self.sources):
             return None
         if not fits(text, self.passages, self.questions, follows=bool(self.released)):
             return None
